@@ -80,27 +80,39 @@ impl Portrait {
                 source: std::io::Error::other("it is a directory"),
             });
         }
-        let reader = ImageReader::open(path)
-            .map_err(unreadable)?
-            .with_guessed_format()
-            .map_err(unreadable)?;
-        let format = match reader.format() {
-            Some(format @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP)) => format,
-            Some(other) => {
+        let bytes = std::fs::read(path).map_err(unreadable)?;
+        // The content decides the format, never the file name: a text file called
+        // face.png is "not an image", not a "damaged PNG".
+        let format = match image::guess_format(&bytes) {
+            Ok(format @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP)) => format,
+            Ok(other) => {
                 return Err(PortraitError::NotAnImage {
                     path: path.to_owned(),
                     detail: format!(": it is {other:?}"),
                 });
             }
-            None => {
+            Err(_) => {
                 return Err(PortraitError::NotAnImage {
                     path: path.to_owned(),
                     detail: String::new(),
                 });
             }
         };
+        let corrupt = |reason: String| PortraitError::Corrupt {
+            path: path.to_owned(),
+            format: format!("{format:?}"),
+            reason,
+        };
+        // The JPEG decoder fills a cut-off file with grey instead of failing.
+        if format == ImageFormat::Jpeg && !jpeg_is_complete(&bytes) {
+            return Err(corrupt(
+                "the file ends before the end-of-image marker".to_owned(),
+            ));
+        }
+        let mut reader = ImageReader::new(std::io::Cursor::new(&bytes));
+        reader.set_format(format);
         let decode_error = |err: image::ImageError| match err {
-            image::ImageError::IoError(source) => unreadable(source),
+            image::ImageError::IoError(source) => corrupt(format!("it is cut short ({source})")),
             image::ImageError::Limits(limit) => PortraitError::TooLarge {
                 path: path.to_owned(),
                 reason: limit.to_string(),
@@ -109,23 +121,17 @@ impl Portrait {
                 path: path.to_owned(),
                 detail: format!(": {unsupported}"),
             },
-            other => PortraitError::Corrupt {
-                path: path.to_owned(),
-                format: format!("{format:?}"),
-                reason: other.to_string(),
-            },
+            other => corrupt(other.to_string()),
         };
         let mut decoder = reader.into_decoder().map_err(decode_error)?;
         // A missing or unparsable EXIF block is not an error: the image is then upright.
-        let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+        let orientation = decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms);
         let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
         image.apply_orientation(orientation);
         if image.width() == 0 || image.height() == 0 {
-            return Err(PortraitError::Corrupt {
-                path: path.to_owned(),
-                format: format!("{format:?}"),
-                reason: "the image has no pixels".to_owned(),
-            });
+            return Err(corrupt("the image has no pixels".to_owned()));
         }
         let had_alpha = image.color().has_alpha();
         let was_grayscale = !image.color().has_color();
@@ -148,7 +154,12 @@ impl Portrait {
         )
     }
 
-    fn from_rgba(path: PathBuf, rgba: &image::RgbaImage, had_alpha: bool, was_grayscale: bool) -> Self {
+    fn from_rgba(
+        path: PathBuf,
+        rgba: &image::RgbaImage,
+        had_alpha: bool,
+        was_grayscale: bool,
+    ) -> Self {
         let (width, height) = rgba.dimensions();
         let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
         for pixel in rgba.pixels() {
@@ -175,6 +186,68 @@ impl Portrait {
     }
 }
 
+/// Whether a JPEG stream runs to its end-of-image marker: walks the marker segments
+/// and the entropy-coded scans (which may contain byte-stuffed 0xFF00 and restart
+/// markers) instead of searching for 0xFFD9, which the EXIF thumbnail also contains.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    const SOI: u8 = 0xD8;
+    const EOI: u8 = 0xD9;
+    const SOS: u8 = 0xDA;
+    if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != SOI {
+        return false;
+    }
+    let mut at = 2;
+    loop {
+        // Fill bytes (0xFF) may precede a marker.
+        while at < bytes.len() && bytes[at] == 0xFF && bytes.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        if at + 1 >= bytes.len() || bytes[at] != 0xFF {
+            return false;
+        }
+        let marker = bytes[at + 1];
+        at += 2;
+        match marker {
+            EOI => return true,
+            // Markers without a length field.
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        if at + 2 > bytes.len() {
+            return false;
+        }
+        let length = usize::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
+        if length < 2 {
+            return false;
+        }
+        at += length;
+        if at > bytes.len() {
+            return false;
+        }
+        if marker == SOS {
+            // Skip entropy-coded data up to the next real marker.
+            loop {
+                if at + 1 >= bytes.len() {
+                    return false;
+                }
+                if bytes[at] == 0xFF {
+                    let next = bytes[at + 1];
+                    if next != 0x00 && !(0xD0..=0xD7).contains(&next) && next != 0xFF {
+                        break;
+                    }
+                    if next == 0xFF {
+                        at += 1;
+                        continue;
+                    }
+                    at += 2;
+                } else {
+                    at += 1;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +261,23 @@ mod tests {
         assert_eq!(portrait.pixel(0, 0), NEUTRAL_BACKGROUND);
         assert_eq!(portrait.pixel(1, 0), [255, 0, 0]);
         assert!(portrait.had_alpha);
+    }
+
+    #[test]
+    fn jpeg_completeness_sees_cuts_anywhere() {
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])
+        }));
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Jpeg)
+            .unwrap();
+        assert!(jpeg_is_complete(&bytes));
+        // Trailing data after EOI (some cameras append some) is fine.
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"vendor data");
+        assert!(jpeg_is_complete(&trailing));
+        for cut in [3, 20, bytes.len() / 2, bytes.len() - 2, bytes.len() - 1] {
+            assert!(!jpeg_is_complete(&bytes[..cut]), "cut at {cut}");
+        }
     }
 }

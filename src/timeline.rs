@@ -96,7 +96,10 @@ mod tests {
             let frames = rate.frames_for_samples(total);
             assert_eq!(rate.frame_start_sample(0), 0);
             for n in 0..frames {
-                assert!(rate.frame_start_sample(n) < total, "{fps:?} frame {n} starts after audio");
+                assert!(
+                    rate.frame_start_sample(n) < total,
+                    "{fps:?} frame {n} starts after audio"
+                );
                 assert!(rate.frame_start_sample(n + 1) > rate.frame_start_sample(n));
             }
             assert!(rate.frame_start_sample(frames) >= total);

@@ -28,7 +28,11 @@ impl BuiltinEngine {
         }
     }
 
-    fn fitted(&mut self, source: &PreparedSource, size: FrameSize) -> Result<&FittedSource, EngineError> {
+    fn fitted(
+        &mut self,
+        source: &PreparedSource,
+        size: FrameSize,
+    ) -> Result<&FittedSource, EngineError> {
         let stale = self
             .fitted
             .as_ref()

@@ -24,7 +24,8 @@ impl Placement {
             .min(f64::from(frame.height) / f64::from(source_height));
         // Rounded, clamped to the frame, and at least one pixel, so that a 1x4000 image
         // still appears.
-        let width = ((f64::from(source_width) * scale).round() as i64).clamp(1, i64::from(frame.width));
+        let width =
+            ((f64::from(source_width) * scale).round() as i64).clamp(1, i64::from(frame.width));
         let height =
             ((f64::from(source_height) * scale).round() as i64).clamp(1, i64::from(frame.height));
         Self {
@@ -38,7 +39,10 @@ impl Placement {
 
     /// Maps a point in source pixel coordinates to frame pixel coordinates.
     pub fn to_frame(&self, x: f64, y: f64) -> (f64, f64) {
-        (x * self.scale + self.left as f64, y * self.scale + self.top as f64)
+        (
+            x * self.scale + self.left as f64,
+            y * self.scale + self.top as f64,
+        )
     }
 }
 
@@ -68,7 +72,12 @@ pub fn letterbox(
         // Antialiased: a large photo shrunk to 512 px must not alias; bicubic when
         // enlarging keeps small portraits sharp. Bicubic overshoots, hence the clamp.
         batch
-            .f_internal_upsample_bicubic2d_aa([placement.height, placement.width], false, None, None)
+            .f_internal_upsample_bicubic2d_aa(
+                [placement.height, placement.width],
+                false,
+                None,
+                None,
+            )
             .and_then(|t| t.f_clamp(0.0, 1.0))
             .context("resizing the portrait")?
     };
@@ -92,12 +101,18 @@ mod tests {
 
     #[test]
     fn placement_keeps_aspect_and_centres() {
-        let square = FrameSize { width: 512, height: 512 };
+        let square = FrameSize {
+            width: 512,
+            height: 512,
+        };
         let wide = Placement::new(1920, 1080, square);
         assert_eq!((wide.width, wide.height), (512, 288));
         assert_eq!((wide.left, wide.top), (0, 112));
         let tall = Placement::new(100, 400, square);
-        assert_eq!((tall.width, tall.height, tall.left, tall.top), (128, 512, 192, 0));
+        assert_eq!(
+            (tall.width, tall.height, tall.left, tall.top),
+            (128, 512, 192, 0)
+        );
         let same = Placement::new(512, 512, square);
         assert_eq!((same.scale, same.left, same.top), (1.0, 0, 0));
         let sliver = Placement::new(1, 4000, square);
@@ -107,7 +122,10 @@ mod tests {
     #[test]
     fn letterbox_of_same_size_is_the_source_exactly() {
         let source = Tensor::rand([3, 64, 64], (Kind::Float, Device::Cpu));
-        let size = FrameSize { width: 64, height: 64 };
+        let size = FrameSize {
+            width: 64,
+            height: 64,
+        };
         let placement = Placement::new(64, 64, size);
         let framed = letterbox(&source, &placement, size).unwrap();
         assert!(framed.equal(&source));
@@ -116,7 +134,10 @@ mod tests {
     #[test]
     fn bars_are_neutral_and_content_is_in_range() {
         let source = Tensor::ones([3, 10, 40], (Kind::Float, Device::Cpu));
-        let size = FrameSize { width: 64, height: 64 };
+        let size = FrameSize {
+            width: 64,
+            height: 64,
+        };
         let placement = Placement::new(40, 10, size);
         let framed = letterbox(&source, &placement, size).unwrap();
         let grey = f64::from(NEUTRAL_BACKGROUND[0]) / 255.0;

@@ -51,7 +51,11 @@ pub fn pack_frame(
     }
     let bpp = layout.bytes_per_pixel();
     let row = width as usize * bpp;
-    let needed = if height == 0 { 0 } else { stride * (height as usize - 1) + row };
+    let needed = if height == 0 {
+        0
+    } else {
+        stride * (height as usize - 1) + row
+    };
     if stride < row || dst.len() < needed {
         return Err(EngineError::Tensor {
             context: "packing a frame".into(),
@@ -61,14 +65,22 @@ pub fn pack_frame(
             )),
         });
     }
-    // Quantise on the frame's device, so a GPU frame crosses the bus as bytes.
-    let bytes = frame
-        .f_mul_scalar(255.0)
-        .and_then(|t| t.f_add_scalar(0.5))
-        .and_then(|t| t.f_clamp(0.0, 255.0))
-        .and_then(|t| t.f_to_kind(Kind::Uint8))
-        .and_then(|t| t.f_to_device(Device::Cpu))
+    // Quantise on the frame's device (in place after the first op: one allocation), so a
+    // GPU frame crosses the bus as bytes. On the CPU the float-to-byte cast happens in
+    // the copy into the buffer below, saving a pass.
+    let mut scaled = frame.f_mul_scalar(255.0).context("quantising the frame")?;
+    scaled
+        .f_add_scalar_(0.5)
+        .and_then(|mut t| t.f_clamp_(0.0, 255.0))
         .context("quantising the frame")?;
+    let bytes = if scaled.device() == Device::Cpu {
+        scaled
+    } else {
+        scaled
+            .f_to_kind(Kind::Uint8)
+            .and_then(|t| t.f_to_device(Device::Cpu))
+            .context("copying the frame from the GPU")?
+    };
     // SAFETY: `dst` outlives `target`, and the size check above guarantees that every
     // element of the (height, width, bpp) view with these strides lies inside `dst`.
     let target = unsafe {
@@ -119,7 +131,10 @@ mod tests {
             let mut dst = vec![7u8; stride];
             pack_frame(&frame_2x1(), layout, &mut dst, stride).unwrap();
             assert_eq!(&dst[..expected.len()], &expected[..], "{layout:?}");
-            assert!(dst[expected.len()..].iter().all(|&b| b == 7), "padding touched");
+            assert!(
+                dst[expected.len()..].iter().all(|&b| b == 7),
+                "padding touched"
+            );
         }
     }
 

@@ -105,8 +105,14 @@ impl Settings {
 
 /// What the sink side hands to the src task, in stream order.
 enum Item {
-    Audio { pts: gst::ClockTime, samples: Vec<f32> },
-    Gap { end: gst::ClockTime },
+    Audio {
+        pts: gst::ClockTime,
+        samples: Vec<f32>,
+    },
+    Gap {
+        start: gst::ClockTime,
+        end: gst::ClockTime,
+    },
     Segment(gst::Event),
     Eos(gst::Event),
     /// Any other serialized event, forwarded in order.
@@ -204,11 +210,14 @@ impl SampleStore {
     }
 
     fn extend_silence(&mut self, count: u64) {
-        self.samples.extend(std::iter::repeat_n(0.0, count as usize));
+        self.samples
+            .extend(std::iter::repeat_n(0.0, count as usize));
     }
 
     fn discard_before(&mut self, index: u64) {
-        let drop = index.saturating_sub(self.first).min(self.samples.len() as u64);
+        let drop = index
+            .saturating_sub(self.first)
+            .min(self.samples.len() as u64);
         self.samples.drain(..drop as usize);
         self.first += drop;
     }
@@ -233,8 +242,13 @@ impl SampleStore {
 
 /// Work the task has accepted but not finished absorbing (gaps are filled slice by slice).
 enum Pending {
-    Audio { pts: gst::ClockTime, samples: Vec<f32> },
-    Silence { until_sample: u64 },
+    Audio {
+        pts: gst::ClockTime,
+        samples: Vec<f32>,
+    },
+    Silence {
+        until_sample: u64,
+    },
 }
 
 /// Everything the src task owns. Locked only by the task, and by state changes and
@@ -260,6 +274,18 @@ struct Generator {
 }
 
 impl Generator {
+    /// Anchors frame 0 at `pts` unless the segment already has an origin; returns it.
+    fn start_clock(&mut self, pts: gst::ClockTime) -> gst::ClockTime {
+        let origin = *self.origin_pts.get_or_insert(pts);
+        self.clock.get_or_insert(FrameClock {
+            anchor_pts: origin,
+            anchor_sample: 0,
+            frames: 0,
+            frames_in_segment: 0,
+        });
+        origin
+    }
+
     /// Forgets the current segment's audio and frames (not the engine, portrait or caps).
     fn reset_stream(&mut self) {
         self.clock = None;
@@ -392,7 +418,9 @@ impl ObjectSubclass for VasaFaceGen {
 /// Locks a mutex even if a panicking thread poisoned it: every panic is already turned
 /// into an element error, and the state behind these locks stays consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl ObjectImpl for VasaFaceGen {
@@ -481,10 +509,10 @@ impl ObjectImpl for VasaFaceGen {
                     .map(PathBuf::from);
                 lock(&self.settings).image = image.clone();
                 gst::info!(CAT, imp = self, "image set to {image:?}");
-                if let Some(path) = image {
-                    if self.streaming.load(Ordering::SeqCst) {
-                        self.prepare_in_background(path);
-                    }
+                if let Some(path) = image
+                    && self.streaming.load(Ordering::SeqCst)
+                {
+                    self.prepare_in_background(path);
                 }
             }
             "model" => {
@@ -513,9 +541,9 @@ impl ObjectImpl for VasaFaceGen {
                     std::mem::replace(&mut settings.latency_ms, latency_ms) != latency_ms
                 };
                 if changed {
-                    let _ = self.obj().post_message(
-                        gst::message::Latency::builder().src(&*self.obj()).build(),
-                    );
+                    let _ = self
+                        .obj()
+                        .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
                 }
             }
             other => unreachable!("unknown property {other}"),
@@ -648,7 +676,11 @@ impl ElementImpl for VasaFaceGen {
 impl VasaFaceGen {
     fn progress(&self, kind: gst::ProgressType, code: &str, text: &str) {
         let obj = self.obj();
-        let _ = obj.post_message(gst::message::Progress::builder(kind, code, text).src(&*obj).build());
+        let _ = obj.post_message(
+            gst::message::Progress::builder(kind, code, text)
+                .src(&*obj)
+                .build(),
+        );
     }
 
     /// NULL->READY: resolve the device and build the engine.
@@ -669,13 +701,25 @@ impl VasaFaceGen {
             settings.device,
             device_name(device)
         );
-        self.progress(gst::ProgressType::Start, "engine", "Loading the animation engine");
+        self.progress(
+            gst::ProgressType::Start,
+            "engine",
+            "Loading the animation engine",
+        );
         let engine = engine::create(&settings.model, device).map_err(|err| {
-            self.progress(gst::ProgressType::Error, "engine", "Loading the engine failed");
+            self.progress(
+                gst::ProgressType::Error,
+                "engine",
+                "Loading the engine failed",
+            );
             gst::element_imp_error!(self, gst::LibraryError::Settings, ("{err}"));
             gst::StateChangeError
         })?;
-        self.progress(gst::ProgressType::Complete, "engine", "Animation engine ready");
+        self.progress(
+            gst::ProgressType::Complete,
+            "engine",
+            "Animation engine ready",
+        );
         *lock(&self.preparer) = Some(engine.source_preparer());
         *lock(&self.active_device) = Some(device_name(device));
         lock(&self.generator).engine = Some(engine);
@@ -695,15 +739,28 @@ impl VasaFaceGen {
             return Err(gst::StateChangeError);
         };
         let preparer = lock(&self.preparer).clone().ok_or(gst::StateChangeError)?;
-        self.progress(gst::ProgressType::Start, "portrait", "Preparing the portrait");
+        self.progress(
+            gst::ProgressType::Start,
+            "portrait",
+            "Preparing the portrait",
+        );
         let generation = self.image_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let source = prepare_portrait(&*preparer, &path).map_err(|err| {
-            self.progress(gst::ProgressType::Error, "portrait", "Preparing the portrait failed");
+            self.progress(
+                gst::ProgressType::Error,
+                "portrait",
+                "Preparing the portrait failed",
+            );
             gst::element_imp_error!(self, err.domain(), ("{}", err.message));
             gst::StateChangeError
         })?;
         self.progress(gst::ProgressType::Complete, "portrait", "Portrait ready");
-        gst::info!(CAT, imp = self, "portrait {} prepared (generation {generation})", path.display());
+        gst::info!(
+            CAT,
+            imp = self,
+            "portrait {} prepared (generation {generation})",
+            path.display()
+        );
         {
             let mut generator = lock(&self.generator);
             generator.source = Some(source);
@@ -790,7 +847,8 @@ impl VasaFaceGen {
             return Err(gst::loggable_error!(CAT, "only push mode is supported"));
         }
         if active {
-            self.start_task().map_err(|err| gst::loggable_error!(CAT, "{err}"))?;
+            self.start_task()
+                .map_err(|err| gst::loggable_error!(CAT, "{err}"))?;
         } else {
             self.set_flushing();
             pad.stop_task()?;
@@ -847,8 +905,10 @@ impl VasaFaceGen {
                 gst::StreamError::Format,
                 ("Audio buffer without a timestamp (PTS); vasafacegen places frames by the \
                   audio's timestamps"),
-                ["Timestamp the audio upstream, e.g. appsrc format=time do-timestamp=true, \
-                  or decode with a parser that sets timestamps (wavparse, decodebin)"]
+                [
+                    "Timestamp the audio upstream, e.g. appsrc format=time do-timestamp=true, \
+                  or decode with a parser that sets timestamps (wavparse, decodebin)"
+                ]
             );
             return Err(gst::FlowError::Error);
         }
@@ -930,9 +990,14 @@ impl VasaFaceGen {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Format,
-                        ("Segment in {:?} format; vasafacegen needs TIME segments", segment.format()),
-                        ["Decode or parse the audio before vasafacegen (e.g. wavparse or \
-                          decodebin ! audioconvert ! audioresample)"]
+                        (
+                            "Segment in {:?} format; vasafacegen needs TIME segments",
+                            segment.format()
+                        ),
+                        [
+                            "Decode or parse the audio before vasafacegen (e.g. wavparse or \
+                          decodebin ! audioconvert ! audioresample)"
+                        ]
                     );
                     return false;
                 };
@@ -942,7 +1007,10 @@ impl VasaFaceGen {
             EventView::Gap(gap) => {
                 let (pts, duration) = gap.get();
                 match duration {
-                    Some(duration) => Item::Gap { end: pts + duration },
+                    Some(duration) => Item::Gap {
+                        start: pts,
+                        end: pts + duration,
+                    },
                     None => return true,
                 }
             }
@@ -1110,8 +1178,10 @@ impl VasaFaceGen {
         };
         gst::debug!(CAT, imp = self, "pausing task: {flow:?}");
         let _ = self.srcpad.pause_task();
-        if matches!(flow, gst::FlowError::NotLinked | gst::FlowError::NotNegotiated)
-            || flow == gst::FlowError::Error
+        if matches!(
+            flow,
+            gst::FlowError::NotLinked | gst::FlowError::NotNegotiated
+        ) || flow == gst::FlowError::Error
         {
             if flow != gst::FlowError::Error {
                 gst::element_imp_error!(
@@ -1148,7 +1218,12 @@ impl VasaFaceGen {
                 generator.segment_pushed = false;
             }
             if let Some(source) = shared.new_source.take() {
-                gst::info!(CAT, imp = self, "switching to portrait {}", source.portrait.path.display());
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "switching to portrait {}",
+                    source.portrait.path.display()
+                );
                 generator.source = Some(source);
             }
         }
@@ -1185,11 +1260,12 @@ impl VasaFaceGen {
                 self.absorb(generator, Pending::Audio { pts, samples });
                 Ok(Vec::new())
             }
-            Item::Gap { end } => {
-                if let Some(origin) = generator.origin_pts {
-                    let until_sample = samples_for_ns(end.saturating_sub(origin).nseconds());
-                    self.absorb(generator, Pending::Silence { until_sample });
-                }
+            Item::Gap { start, end } => {
+                // A stream may begin with a gap (a live source that starts silent): the
+                // video then starts with it.
+                let origin = generator.start_clock(start);
+                let until_sample = samples_for_ns(end.saturating_sub(origin).nseconds());
+                self.absorb(generator, Pending::Silence { until_sample });
                 Ok(Vec::new())
             }
             item @ (Item::Segment(_) | Item::Eos(_)) => {
@@ -1232,15 +1308,7 @@ impl VasaFaceGen {
     fn absorb(&self, generator: &mut Generator, pending: Pending) {
         match pending {
             Pending::Audio { pts, samples } => {
-                let origin = *generator.origin_pts.get_or_insert(pts);
-                if generator.clock.is_none() {
-                    generator.clock = Some(FrameClock {
-                        anchor_pts: origin,
-                        anchor_sample: 0,
-                        frames: 0,
-                        frames_in_segment: 0,
-                    });
-                }
+                let origin = generator.start_clock(pts);
                 let received = generator.audio.received();
                 let position = if pts >= origin {
                     samples_for_ns((pts - origin).nseconds()) as i64
@@ -1279,7 +1347,9 @@ impl VasaFaceGen {
             Pending::Silence { until_sample } => {
                 let missing = until_sample.saturating_sub(generator.audio.received());
                 if missing > 0 {
-                    generator.audio.extend_silence(missing.min(SILENCE_SLICE_SAMPLES));
+                    generator
+                        .audio
+                        .extend_silence(missing.min(SILENCE_SLICE_SAMPLES));
                     if missing > SILENCE_SLICE_SAMPLES {
                         generator.pending = Some(Pending::Silence { until_sample });
                     }
@@ -1314,7 +1384,11 @@ impl VasaFaceGen {
             );
         }
         caps.fixate();
-        if generator.output.as_ref().is_some_and(|output| output.caps == caps) {
+        if generator
+            .output
+            .as_ref()
+            .is_some_and(|output| output.caps == caps)
+        {
             return Ok(None);
         }
         let negotiation_error = |what: String| {
@@ -1330,7 +1404,11 @@ impl VasaFaceGen {
             gst_video::VideoFormat::Bgrx => PixelLayout::Bgrx,
             gst_video::VideoFormat::Rgb => PixelLayout::Rgb,
             gst_video::VideoFormat::Bgr => PixelLayout::Bgr,
-            other => return Err(negotiation_error(format!("Unsupported video format {other:?}"))),
+            other => {
+                return Err(negotiation_error(format!(
+                    "Unsupported video format {other:?}"
+                )));
+            }
         };
         let rate = FrameRate::new(info.fps().numer(), info.fps().denom())
             .ok_or_else(|| negotiation_error(format!("Unusable frame rate in {caps}")))?;
@@ -1401,7 +1479,10 @@ impl VasaFaceGen {
                 }
             }
         }
-        let output = generator.output.as_ref().expect("negotiated with the segment");
+        let output = generator
+            .output
+            .as_ref()
+            .expect("negotiated with the segment");
         let clock = generator.clock.expect("checked above");
         let rate = output.rate;
         let start = clock.anchor_sample + rate.frame_start_sample(clock.frames);
@@ -1441,21 +1522,31 @@ impl VasaFaceGen {
             rate,
         };
         let engine_error = |err: engine::EngineError| {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ("Frame generation failed: {err}"));
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Frame generation failed: {err}")
+            );
             gst::FlowError::Error
         };
         let motion = engine.motion(&window).map_err(engine_error)?;
-        let frame = engine.render(&motion, source, output.size).map_err(engine_error)?;
+        let frame = engine
+            .render(&motion, source, output.size)
+            .map_err(engine_error)?;
 
-        let mut buffer = output.pool.acquire_buffer(None).map_err(|err| {
+        let mut buffer = output.pool.acquire_buffer(None).inspect_err(|&err| {
             if err != gst::FlowError::Flushing {
-                gst::element_imp_error!(self, gst::ResourceError::Failed, ("No video buffer: {err:?}"));
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Failed,
+                    ("No video buffer: {err:?}")
+                );
             }
-            err
         })?;
         {
             let buffer = buffer.get_mut().expect("fresh from the pool");
-            let pts = clock.anchor_pts + gst::ClockTime::from_nseconds(rate.frame_offset_ns(clock.frames));
+            let pts = clock.anchor_pts
+                + gst::ClockTime::from_nseconds(rate.frame_offset_ns(clock.frames));
             let next = clock.anchor_pts
                 + gst::ClockTime::from_nseconds(rate.frame_offset_ns(clock.frames + 1));
             buffer.set_pts(pts);
@@ -1465,13 +1556,21 @@ impl VasaFaceGen {
             if clock.frames_in_segment == 0 {
                 buffer.set_flags(gst::BufferFlags::DISCONT);
             }
-            let mut frame_map = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &output.info)
-                .map_err(|_| {
-                    gst::element_imp_error!(self, gst::ResourceError::Write, ("Cannot map video buffer"));
-                    gst::FlowError::Error
-                })?;
+            let mut frame_map =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &output.info).map_err(
+                    |_| {
+                        gst::element_imp_error!(
+                            self,
+                            gst::ResourceError::Write,
+                            ("Cannot map video buffer")
+                        );
+                        gst::FlowError::Error
+                    },
+                )?;
             let stride = frame_map.plane_stride()[0] as usize;
-            let data = frame_map.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
+            let data = frame_map
+                .plane_data_mut(0)
+                .map_err(|_| gst::FlowError::Error)?;
             pack_frame(&frame, output.layout, data, stride).map_err(engine_error)?;
         }
         self.stats.record(began.elapsed().as_nanos() as u64);

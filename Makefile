@@ -1,0 +1,45 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Both install what is missing first (scripts/setup.sh), so they work on a fresh
+# Debian 12 machine; a second run skips everything already there.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := demo
+
+# Builds and tests use their own plugin registry, never the user's cache.
+export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
+# The demo and tests run on every core the machine has.
+CARGO_FEATURES = $$(test "$$(cat .venv/torch-set 2>/dev/null)" = cuda && echo --features cuda)
+
+.PHONY: setup setup-tts build demo test lint bench clean
+
+setup:
+	@scripts/setup.sh
+
+setup-tts:
+	@scripts/setup.sh --with-tts
+
+build: setup
+	cargo build --release --locked $(CARGO_FEATURES)
+
+demo: build
+	@mkdir -p out
+	./target/release/vasafacegen-render --force \
+	    --image assets/astronaut.png --audio assets/speech.wav --out out/demo.mp4
+	@echo "Play it with: gst-play-1.0 out/demo.mp4   (or any video player)"
+
+# Every test: unit tests, Harness tests, pipelines, error cases. The release profile is
+# shared with `make demo`, so a machine builds the dependencies once.
+test: build
+	cargo fmt --check
+	cargo clippy --release --locked --all-targets $(CARGO_FEATURES) -- -D warnings
+	cargo test --release --locked $(CARGO_FEATURES) -- --test-threads=2
+
+lint: setup
+	cargo clippy --release --locked --all-targets $(CARGO_FEATURES) -- -D warnings
+
+bench: build
+	cargo bench --locked $(CARGO_FEATURES)
+
+clean:
+	cargo clean
+	rm -rf out

@@ -1,0 +1,114 @@
+//! Element overhead per frame: the whole element path (queueing audio, the task, the
+//! engine, packing into a pooled buffer, pushing) against the engine's own work
+//! (motion + render) for the same frames. The difference is what the element costs.
+//!
+//! `cargo bench --bench element` (or `make bench`); numbers go into the README.
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gst::prelude::*;
+
+use gstvasafacegen::engine::{self, AudioWindow, FrameSize};
+use gstvasafacegen::portrait::Portrait;
+use gstvasafacegen::render::pack::{PixelLayout, pack_frame};
+use gstvasafacegen::timeline::FrameRate;
+
+const FRAME_SAMPLES: usize = 640; // 40 ms at 16 kHz: one frame at 25 fps
+
+fn astronaut() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/astronaut.png")
+}
+
+fn speechlike(samples: usize, offset: usize) -> Vec<i16> {
+    (0..samples)
+        .map(|i| {
+            let t = (i + offset) as f64 / 16_000.0;
+            let envelope = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * 4.0 * t).cos();
+            (8000.0 * envelope * (2.0 * std::f64::consts::PI * 220.0 * t).sin()) as i16
+        })
+        .collect()
+}
+
+fn element_per_frame(c: &mut Criterion) {
+    gst::init().unwrap();
+    gstvasafacegen::plugin_register_static().unwrap();
+    let element = gst::ElementFactory::make("vasafacegen")
+        .property("image", astronaut().to_str().unwrap())
+        .property("latency", 0u32)
+        .property("device", "cpu")
+        .build()
+        .unwrap();
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_sink_caps_str("video/x-raw,format=RGBA,width=512,height=512,framerate=25/1");
+    h.play();
+    h.set_src_caps_str("audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved");
+    let mut sample = 0usize;
+    let mut group = c.benchmark_group("element");
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("whole_element_per_frame_512x512_rgba_cpu", |b| {
+        b.iter_custom(|frames| {
+            let started = Instant::now();
+            for _ in 0..frames {
+                let samples = speechlike(FRAME_SAMPLES, sample);
+                let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+                let mut buffer = gst::Buffer::from_mut_slice(bytes);
+                buffer
+                    .get_mut()
+                    .unwrap()
+                    .set_pts(gst::ClockTime::from_nseconds(sample as u64 * 62_500));
+                sample += FRAME_SAMPLES;
+                h.push(buffer).unwrap();
+                h.pull().unwrap();
+            }
+            started.elapsed()
+        })
+    });
+    group.finish();
+}
+
+fn engine_per_frame(c: &mut Criterion) {
+    let mut engine = engine::create("builtin", tch::Device::Cpu).unwrap();
+    let source = engine
+        .source_preparer()
+        .prepare(Portrait::load(&astronaut()).unwrap())
+        .unwrap();
+    let size = FrameSize {
+        width: 512,
+        height: 512,
+    };
+    let rate = FrameRate::new(25, 1).unwrap();
+    let history = engine.history_samples();
+    let mut frame_index = 0u64;
+    let mut packed = vec![0u8; 512 * 512 * 4];
+    let mut group = c.benchmark_group("element");
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("engine_only_per_frame_512x512_cpu", |b| {
+        b.iter(|| {
+            let audio: Vec<f32> = speechlike(history + FRAME_SAMPLES, frame_index as usize * 640)
+                .iter()
+                .map(|&s| f32::from(s) / 32768.0)
+                .collect();
+            let window = AudioWindow {
+                samples: &audio,
+                frame_start: history,
+                frame_len: FRAME_SAMPLES,
+                frame_index,
+                rate,
+            };
+            frame_index += 1;
+            let motion = engine.motion(&window).unwrap();
+            engine.render(&motion, &source, size).unwrap()
+        })
+    });
+    let frame = engine
+        .render(&engine::Motion::neutral(), &source, size)
+        .unwrap();
+    group.bench_function("pack_only_512x512_rgba_cpu", |b| {
+        b.iter(|| pack_frame(&frame, PixelLayout::Rgba, &mut packed, 512 * 4).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, element_per_frame, engine_per_frame);
+criterion_main!(benches);

@@ -1,0 +1,185 @@
+//! Every bad input gets an element error that names the problem; nothing panics or hangs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gst::prelude::*;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `audiotestsrc ! vasafacegen <props> ! fakesink` and returns its error text.
+fn error_with(properties: &str) -> String {
+    let pipeline = launch(&format!(
+        "audiotestsrc num-buffers=5 samplesperbuffer=1600 ! {AUDIO_CAPS} \
+         ! vasafacegen {properties} ! video/x-raw,width=64,height=64 ! fakesink"
+    ));
+    run_pipeline(&pipeline, TIMEOUT).expect("an error")
+}
+
+fn assert_mentions(error: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            error.contains(needle),
+            "error does not mention {needle:?}: {error}"
+        );
+    }
+}
+
+#[test]
+fn image_unset() {
+    let error = error_with("");
+    assert_mentions(&error, &["No portrait", "set the image property"]);
+}
+
+#[test]
+fn image_missing() {
+    let error = error_with("image=/no/such/dir/face.png");
+    assert_mentions(&error, &["/no/such/dir/face.png", "does not exist"]);
+}
+
+#[test]
+fn image_unreadable() {
+    // A directory cannot be read as a file (root ignores permission bits, so chmod 000
+    // would not make a file unreadable in CI).
+    let dir = tempfile::tempdir().unwrap();
+    let error = error_with(&format!("image={}", dir.path().display()));
+    assert_mentions(
+        &error,
+        &[&dir.path().display().to_string(), "cannot be read"],
+    );
+}
+
+#[test]
+fn image_not_an_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.png");
+    std::fs::write(&path, "this is text, not a picture\n").unwrap();
+    let error = error_with(&format!("image={}", path.display()));
+    assert_mentions(&error, &["notes.png", "not an image", "PNG, JPEG or WebP"]);
+}
+
+#[test]
+fn image_of_an_unsupported_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("face.gif");
+    // The GIF signature: a real image format this element does not take.
+    std::fs::write(&path, b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap();
+    let error = error_with(&format!("image={}", path.display()));
+    assert_mentions(&error, &["face.gif", "not an image in a supported format"]);
+}
+
+fn truncated_copy(
+    dir: &std::path::Path,
+    name: &str,
+    format: image::ImageFormat,
+) -> std::path::PathBuf {
+    let source = image::open(astronaut()).unwrap();
+    let full = dir.join(format!("full-{name}"));
+    source.save_with_format(&full, format).unwrap();
+    let bytes = std::fs::read(&full).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    path
+}
+
+#[test]
+fn image_truncated_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = truncated_copy(dir.path(), "half.png", image::ImageFormat::Png);
+    let error = error_with(&format!("image={}", path.display()));
+    assert_mentions(&error, &["half.png", "damaged or truncated"]);
+}
+
+#[test]
+fn image_truncated_jpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = truncated_copy(dir.path(), "half.jpg", image::ImageFormat::Jpeg);
+    let error = error_with(&format!("image={}", path.display()));
+    assert_mentions(&error, &["half.jpg", "damaged or truncated"]);
+}
+
+#[test]
+fn image_truncated_webp() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = truncated_copy(dir.path(), "half.webp", image::ImageFormat::WebP);
+    let error = error_with(&format!("image={}", path.display()));
+    assert_mentions(&error, &["half.webp", "damaged or truncated"]);
+}
+
+#[test]
+fn unsupported_device_string() {
+    let error = error_with(&format!("image={} device=gpu0", astronaut().display()));
+    assert_mentions(&error, &["unsupported device \"gpu0\"", "cuda:N"]);
+}
+
+#[test]
+fn cuda_without_a_gpu() {
+    if tch::Cuda::is_available() {
+        eprintln!("skipped: this machine has a GPU");
+        return;
+    }
+    let error = error_with(&format!("image={} device=cuda:0", astronaut().display()));
+    assert_mentions(&error, &["cuda:0", "sees no CUDA GPU", "device=cpu"]);
+}
+
+#[test]
+fn unknown_model() {
+    let error = error_with(&format!(
+        "image={} model=/models/none",
+        astronaut().display()
+    ));
+    assert_mentions(&error, &["model \"/models/none\" is not available"]);
+}
+
+#[test]
+fn buffers_without_timestamps() {
+    init();
+    let pipeline = launch(&format!(
+        "appsrc name=src format=time caps={AUDIO_CAPS} \
+         ! vasafacegen image={} ! video/x-raw,width=64,height=64 ! fakesink",
+        astronaut().display()
+    ));
+    let appsrc = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let bytes = vec![0u8; 3200];
+    let _ = appsrc.push_buffer(gst::Buffer::from_mut_slice(bytes));
+    let _ = appsrc.end_of_stream();
+    let error = run_pipeline(&pipeline, TIMEOUT).expect("an error");
+    assert_mentions(&error, &["without a timestamp", "do-timestamp=true"]);
+}
+
+#[test]
+fn non_time_segment() {
+    init();
+    let pipeline = launch(&format!(
+        "appsrc name=src format=bytes caps={AUDIO_CAPS} \
+         ! vasafacegen image={} ! video/x-raw,width=64,height=64 ! fakesink",
+        astronaut().display()
+    ));
+    let appsrc = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let _ = appsrc.push_buffer(gst::Buffer::from_mut_slice(vec![0u8; 3200]));
+    let _ = appsrc.end_of_stream();
+    let error = run_pipeline(&pipeline, TIMEOUT).expect("an error");
+    assert_mentions(&error, &["Segment in Bytes format", "needs TIME segments"]);
+}
+
+#[test]
+fn invalid_device_is_also_warned_about_when_set() {
+    // Setting the property does not fail (GObject setters cannot), but the typo is logged
+    // at once and the state change fails with the error above.
+    init();
+    let element = gst::ElementFactory::make("vasafacegen").build().unwrap();
+    element.set_property("device", "cuda:x");
+    assert_eq!(element.property::<String>("device"), "cuda:x");
+    assert!(element.set_state(gst::State::Ready).is_err());
+    let _ = element.set_state(gst::State::Null);
+}
