@@ -72,7 +72,8 @@ pub fn pack_frame(
     scaled
         .f_add_scalar_(0.5)
         .and_then(|mut t| t.f_clamp_(0.0, 255.0))
-        .context("quantising the frame")?;
+        .context("quantising the frame")
+        .map(drop)?;
     let bytes = if scaled.device() == Device::Cpu {
         scaled
     } else {
