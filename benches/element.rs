@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gst::prelude::*;
 
 use gstvasafacegen::engine::{self, AudioWindow, FrameSize};
 use gstvasafacegen::portrait::Portrait;
