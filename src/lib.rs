@@ -7,6 +7,7 @@
 
 pub mod device;
 pub mod engine;
+pub mod face;
 pub mod portrait;
 pub mod render;
 pub mod timeline;
