@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use gstvasafacegen::engine::{self, AudioWindow, FrameSize};
+use gstvasafacegen::engine::{self, AudioWindow, FrameSize, SourceHints};
 use gstvasafacegen::portrait::Portrait;
 use gstvasafacegen::render::pack::{PixelLayout, pack_frame};
 use gstvasafacegen::timeline::FrameRate;
@@ -70,7 +70,10 @@ fn engine_per_frame(c: &mut Criterion) {
     let mut engine = engine::create("builtin", tch::Device::Cpu).unwrap();
     let source = engine
         .source_preparer()
-        .prepare(Portrait::load(&astronaut()).unwrap())
+        .prepare(
+            Portrait::load(&astronaut()).unwrap(),
+            &SourceHints::default(),
+        )
         .unwrap();
     let size = FrameSize {
         width: 512,

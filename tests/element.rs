@@ -67,8 +67,10 @@ fn every_output_format_carries_the_portrait_in_its_byte_order() {
     ];
     for (format, pixel) in expected {
         // 66 px wide: RGB rows need padding to 4 bytes, which the element must respect.
-        let mut h = harness(
+        // A plain colour has no face to find: say where to put one.
+        let mut h = harness_with(
             &path,
+            &[("face-box", "20,20,24,24")],
             &format!("video/x-raw,format={format},width=66,height=64,framerate=25/1"),
         );
         push_audio(&mut h, &test_tone(640), 0, 640);
@@ -349,10 +351,13 @@ fn float_audio_is_accepted() {
 #[test]
 fn changing_the_image_while_playing_switches_at_a_frame_boundary_without_stalling() {
     let dir = tempfile::tempdir().unwrap();
-    let blue = dir.path().join("blue.png");
-    image::RgbImage::from_pixel(48, 48, image::Rgb([0, 0, 255]))
-        .save(&blue)
-        .unwrap();
+    // The same person, tinted red: the background shows which portrait is on screen.
+    let red = dir.path().join("red.png");
+    let mut tinted = image::open(astronaut()).unwrap().to_rgb8();
+    for pixel in tinted.pixels_mut() {
+        pixel.0 = [pixel.0[0], pixel.0[1] / 3, pixel.0[2] / 3];
+    }
+    tinted.save(&red).unwrap();
     let mut h = harness(&astronaut(), SMALL_RGBA);
     let element = h.element().unwrap();
     let tone = test_tone(16_000);
@@ -362,7 +367,7 @@ fn changing_the_image_while_playing_switches_at_a_frame_boundary_without_stallin
     // Keep audio flowing the whole time; switch after the first second.
     for second in 0..4u64 {
         if second == 1 {
-            element.set_property("image", blue.to_str().unwrap());
+            element.set_property("image", red.to_str().unwrap());
         }
         for chunk in tone.chunks(1600) {
             h.push(audio_buffer(chunk, pts)).unwrap();
@@ -378,21 +383,23 @@ fn changing_the_image_while_playing_switches_at_a_frame_boundary_without_stallin
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert_eq!(frames.len(), 100, "no frame lost or added by the switch");
     let info = video_info(&mut h);
-    let centre_is_blue = |buffer: &gst::Buffer| {
+    // The backdrop at the top right, far from the face.
+    let shows_red = |buffer: &gst::Buffer| {
         let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap();
-        let at = 32 * frame.plane_stride()[0] as usize + 32 * 4;
-        frame.plane_data(0).unwrap()[at..at + 3] == [0, 0, 255]
+        let at = 4 * frame.plane_stride()[0] as usize + 60 * 4;
+        let pixel = &frame.plane_data(0).unwrap()[at..at + 3];
+        i32::from(pixel[0]) - i32::from(pixel[1]) > 60
     };
-    let first_blue = frames
+    let first_red = frames
         .iter()
-        .position(centre_is_blue)
+        .position(shows_red)
         .expect("the new portrait appears");
     assert!(
-        first_blue >= 20,
-        "switched before it was asked for: {first_blue}"
+        first_red >= 20,
+        "switched before it was asked for: {first_red}"
     );
     assert!(
-        frames[first_blue..].iter().all(centre_is_blue),
+        frames[first_red..].iter().all(shows_red),
         "once switched, every frame shows the new portrait"
     );
     // Timestamps stay continuous across the switch.

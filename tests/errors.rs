@@ -183,3 +183,47 @@ fn invalid_device_is_also_warned_about_when_set() {
     assert!(element.set_state(gst::State::Ready).is_err());
     let _ = element.set_state(gst::State::Null);
 }
+
+#[test]
+fn no_face_in_the_portrait() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wall.png");
+    image::RgbImage::from_pixel(320, 240, image::Rgb([180, 170, 150]))
+        .save(&path)
+        .unwrap();
+    let error = error_with(&format!("image={}", path.display()));
+    assert_mentions(&error, &["no face found", "wall.png", "face-box="]);
+}
+
+#[test]
+fn malformed_face_box() {
+    let error = error_with(&format!("image={} face-box=1,2", astronaut().display()));
+    assert_mentions(
+        &error,
+        &["face-box \"1,2\" is not a box", "x,y,width,height"],
+    );
+}
+
+#[test]
+fn face_box_outside_the_image() {
+    let error = error_with(&format!(
+        "image={} face-box=\"900,900,40,40\"",
+        astronaut().display()
+    ));
+    assert_mentions(&error, &["lies outside", "512x512"]);
+}
+
+#[test]
+fn face_box_rescues_a_portrait_the_detector_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wall.png");
+    image::RgbImage::from_pixel(320, 240, image::Rgb([180, 170, 150]))
+        .save(&path)
+        .unwrap();
+    let pipeline = launch(&format!(
+        "audiotestsrc num-buffers=5 samplesperbuffer=1600 ! {AUDIO_CAPS} \
+         ! vasafacegen image={} face-box=\"120,60,80,100\" ! video/x-raw,width=64,height=64 ! fakesink",
+        path.display()
+    ));
+    assert_eq!(run_pipeline(&pipeline, TIMEOUT), None);
+}

@@ -4,59 +4,75 @@ use std::sync::Arc;
 
 use tch::{Device, Tensor};
 
-use super::{AudioWindow, Engine, EngineError, FrameSize, Motion, PreparedSource, SourcePreparer};
+use super::{
+    AudioWindow, Engine, EngineError, FrameSize, Motion, PreparedSource, SourceHints,
+    SourcePreparer, guarded,
+};
+use crate::face;
 use crate::portrait::Portrait;
 use crate::render::fit::{self, Placement};
+use crate::render::warp::FaceRig;
 
 pub struct BuiltinEngine {
     device: Device,
-    fitted: Option<FittedSource>,
+    rig: Option<CachedRig>,
 }
 
-/// The letterboxed portrait for one (source, frame size) pair, kept on the device.
-struct FittedSource {
+/// The rig of one (source, frame size) pair, kept on the device.
+struct CachedRig {
     source_id: u64,
     size: FrameSize,
-    frame: Tensor,
+    rig: FaceRig,
 }
 
 impl BuiltinEngine {
     pub fn new(device: Device) -> Self {
-        Self {
-            device,
-            fitted: None,
-        }
+        Self { device, rig: None }
     }
 
-    fn fitted(
+    /// The rig for `source` at `size`, built on first use (a frame-size change or a new
+    /// portrait costs one rebuild, a few milliseconds).
+    pub fn rig(
         &mut self,
         source: &PreparedSource,
         size: FrameSize,
-    ) -> Result<&FittedSource, EngineError> {
+    ) -> Result<&FaceRig, EngineError> {
         let stale = self
-            .fitted
+            .rig
             .as_ref()
-            .is_none_or(|f| f.source_id != source.id || f.size != size);
+            .is_none_or(|r| r.source_id != source.id || r.size != size);
         if stale {
             let portrait = &source.portrait;
             let placement = Placement::new(portrait.width, portrait.height, size);
             let tensor = fit::portrait_tensor(portrait, self.device)?;
             let frame = fit::letterbox(&tensor, &placement, size)?;
-            self.fitted = Some(FittedSource {
+            let rig = guarded("preparing the face rig", || {
+                FaceRig::new(&source.face.layout, &placement, &frame, size)
+            })??;
+            self.rig = Some(CachedRig {
                 source_id: source.id,
                 size,
-                frame,
+                rig,
             });
         }
-        Ok(self.fitted.as_ref().expect("filled above"))
+        Ok(&self.rig.as_ref().expect("filled above").rig)
     }
 }
 
 struct BuiltinPreparer;
 
 impl SourcePreparer for BuiltinPreparer {
-    fn prepare(&self, portrait: Portrait) -> Result<PreparedSource, EngineError> {
-        Ok(PreparedSource::new(portrait))
+    fn kind(&self) -> &'static str {
+        "builtin"
+    }
+
+    fn prepare(
+        &self,
+        portrait: Portrait,
+        hints: &SourceHints,
+    ) -> Result<PreparedSource, EngineError> {
+        let face = face::analyze(&portrait, hints.face_box)?;
+        Ok(PreparedSource::new(portrait, face))
     }
 }
 
@@ -81,11 +97,11 @@ impl Engine for BuiltinEngine {
 
     fn render(
         &mut self,
-        _motion: &Motion,
+        motion: &Motion,
         source: &PreparedSource,
         size: FrameSize,
     ) -> Result<Tensor, EngineError> {
-        let _no_grad = tch::no_grad_guard();
-        Ok(self.fitted(source, size)?.frame.shallow_clone())
+        let rig = self.rig(source, size)?;
+        guarded("rendering a frame", || rig.render(motion))
     }
 }

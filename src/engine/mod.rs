@@ -15,6 +15,7 @@ pub mod builtin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::face::{FaceAnalysis, FaceBox, FaceError};
 use crate::portrait::{Portrait, PortraitError};
 use crate::timeline::FrameRate;
 
@@ -52,37 +53,64 @@ impl AudioWindow<'_> {
     }
 }
 
-/// How the face moves in one frame. All zeros is the portrait as it is.
+/// How the face looks in one frame. The default is a face at rest: lips closed, eyes
+/// open, head still. (A portrait photographed with parted lips is drawn as it is at
+/// `mouth_open` = the engine's rest opening for it; at 0 its lips close.)
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Motion {
-    /// Mouth opening, 0 = as in the portrait (closed) .. 1 = wide open.
+    /// Lip separation: 0 = closed .. 1 = wide open.
     pub mouth_open: f32,
+    /// Lip corners: -1 = drawn in .. 0 = rest .. 1 = spread (as in "ee").
+    pub mouth_width: f32,
+    /// Lip rounding/protrusion (as in "oo", "w"): 0 .. 1.
+    pub mouth_round: f32,
+    /// Eyelid closure per eye (image left, image right): 0 = open .. 1 = closed.
+    pub blink_left: f32,
+    pub blink_right: f32,
+    /// Eyebrow raise: 0 .. 1.
+    pub brow_raise: f32,
+    /// Head rotation in radians: turning (positive = towards image right), nodding
+    /// (positive = chin down) and tilting (positive = clockwise on screen).
+    pub yaw: f32,
+    pub pitch: f32,
+    pub roll: f32,
+    /// Head translation in inter-ocular distances (positive = right, down).
+    pub shift_x: f32,
+    pub shift_y: f32,
 }
 
 impl Motion {
-    /// The portrait as it is: no mouth movement, eyes as photographed, head still.
+    /// The face at rest (see the type's documentation).
     pub fn neutral() -> Self {
         Self::default()
     }
 }
 
-/// A portrait made ready for rendering; engine independent data plus what its engine
-/// derived from it.
+/// A portrait made ready for rendering: the image and where its face is.
 #[derive(Debug)]
 pub struct PreparedSource {
     /// Unique per preparation: renderers key their caches on it.
     pub id: u64,
     pub portrait: Portrait,
+    pub face: FaceAnalysis,
 }
 
 impl PreparedSource {
-    pub fn new(portrait: Portrait) -> Self {
+    pub fn new(portrait: Portrait, face: FaceAnalysis) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             portrait,
+            face,
         }
     }
+}
+
+/// What the user told us about the portrait.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SourceHints {
+    /// The face's box in image pixels, instead of detecting it.
+    pub face_box: Option<FaceBox>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +122,8 @@ pub enum EngineError {
     UnknownModel(String),
     #[error(transparent)]
     Portrait(#[from] PortraitError),
+    #[error(transparent)]
+    Face(#[from] FaceError),
     #[error("{context}: {source}")]
     Tensor {
         context: String,
@@ -118,7 +148,87 @@ impl<T> TensorContext<T> for Result<T, tch::TchError> {
 /// Turns decoded portraits into prepared sources. Shared with the threads that prepare a
 /// new portrait while the stream runs, so it must not hold per-stream state.
 pub trait SourcePreparer: Send + Sync {
-    fn prepare(&self, portrait: Portrait) -> Result<PreparedSource, EngineError>;
+    /// Names what the preparation depends on (the engine), for [`prepare_file`]'s cache.
+    fn kind(&self) -> &'static str;
+
+    fn prepare(
+        &self,
+        portrait: Portrait,
+        hints: &SourceHints,
+    ) -> Result<PreparedSource, EngineError>;
+}
+
+/// Identifies a preparation: the same file (by path, size and modification time), the
+/// same hints and the same engine give the same result.
+#[derive(Debug, Clone, PartialEq)]
+struct PreparedKey {
+    kind: &'static str,
+    path: std::path::PathBuf,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    hints: SourceHints,
+}
+
+/// How many prepared portraits the process keeps.
+const PREPARED_CACHE_SIZE: usize = 8;
+
+/// Loads and prepares the portrait at `path`, reusing a preparation of the same file
+/// made earlier in this process (state changes back and forth, several elements): face
+/// analysis takes a few hundred milliseconds that a pipeline restart should not pay.
+pub fn prepare_file(
+    preparer: &dyn SourcePreparer,
+    path: &std::path::Path,
+    hints: &SourceHints,
+) -> Result<Arc<PreparedSource>, EngineError> {
+    static CACHE: std::sync::Mutex<Vec<(PreparedKey, Arc<PreparedSource>)>> =
+        std::sync::Mutex::new(Vec::new());
+    // A file that cannot be inspected is loaded (and fails) without the cache.
+    let key = std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|metadata| PreparedKey {
+            kind: preparer.kind(),
+            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            hints: *hints,
+        });
+    let lock = || {
+        CACHE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    if let Some(key) = &key
+        && let Some((_, hit)) = lock().iter().find(|(k, _)| k == key)
+    {
+        return Ok(hit.clone());
+    }
+    let prepared = Arc::new(preparer.prepare(Portrait::load(path)?, hints)?);
+    if let Some(key) = key {
+        let mut cache = lock();
+        cache.retain(|(k, _)| k != &key);
+        if cache.len() >= PREPARED_CACHE_SIZE {
+            cache.remove(0);
+        }
+        cache.push((key, prepared.clone()));
+    }
+    Ok(prepared)
+}
+
+/// Runs tensor code that may panic inside libtorch (out of memory, a device lost) and
+/// turns a panic into an error naming what was being done.
+pub fn guarded<T>(context: &str, work: impl FnOnce() -> T) -> Result<T, EngineError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown failure");
+        EngineError::Tensor {
+            context: context.to_owned(),
+            source: tch::TchError::Torch(what.to_owned()),
+        }
+    })
 }
 
 /// A talking-face generator. Owned by one thread at a time (the element's streaming task).

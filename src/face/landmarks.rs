@@ -238,8 +238,9 @@ fn find_mouth(crop: &FaceCrop, centre_x: f32, prior_y: f32, iod: f32, colour: bo
         .expect("rows");
     let teeth_visible = peak.1 - skin_white > 0.15;
     let (line_y, gap) = if teeth_visible {
-        // The run of white rows around the peak.
-        let threshold = skin_white + 0.5 * (peak.1 - skin_white);
+        // The run of white rows around the peak, down to where it is barely whiter than
+        // skin: the renderer must cover all of the teeth when it closes the lips.
+        let threshold = skin_white + 0.3 * (peak.1 - skin_white);
         let i = rows
             .iter()
             .position(|r| r.0 == peak.0)

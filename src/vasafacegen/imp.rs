@@ -42,8 +42,11 @@ use gst::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use crate::device::{DeviceRequest, device_name};
-use crate::engine::{self, AudioWindow, Engine, FrameSize, PreparedSource, SourcePreparer};
-use crate::portrait::{Portrait, PortraitError};
+use crate::engine::{
+    self, AudioWindow, Engine, FrameSize, PreparedSource, SourceHints, SourcePreparer,
+};
+use crate::face::{FaceBox, FaceError};
+use crate::portrait::PortraitError;
 use crate::render::pack::{PixelLayout, pack_frame};
 use crate::timeline::{FrameRate, SAMPLE_RATE, samples_for_ns};
 
@@ -79,6 +82,7 @@ const SILENCE_SLICE_SAMPLES: u64 = SAMPLE_RATE as u64;
 #[derive(Debug, Clone)]
 struct Settings {
     image: Option<PathBuf>,
+    face_box: Option<String>,
     model: String,
     device: String,
     seed: u64,
@@ -89,6 +93,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             image: None,
+            face_box: None,
             model: DEFAULT_MODEL.to_owned(),
             device: DEFAULT_DEVICE.to_owned(),
             seed: DEFAULT_SEED,
@@ -142,7 +147,7 @@ struct Shared {
     /// Set by FLUSH_STOP: the task must forget the stream before the next item.
     reset_pending: bool,
     /// A portrait prepared while streaming, swapped in at the next frame boundary.
-    new_source: Option<PreparedSource>,
+    new_source: Option<Arc<PreparedSource>>,
     /// Negotiated output frame rate, for the latency answer.
     frame_rate: Option<FrameRate>,
 }
@@ -257,7 +262,7 @@ enum Pending {
 #[derive(Default)]
 struct Generator {
     engine: Option<Box<dyn Engine>>,
-    source: Option<PreparedSource>,
+    source: Option<Arc<PreparedSource>>,
     output: Option<Output>,
     clock: Option<FrameClock>,
     /// PTS of sample 0 of the segment.
@@ -436,6 +441,14 @@ impl ObjectImpl for VasaFaceGen {
                     )
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("face-box")
+                    .nick("Face box")
+                    .blurb(
+                        "Where the face is in the image, \"x,y,width,height\" in image pixels; \
+                         skips face detection (for faces it misses). Empty: detect",
+                    )
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb(
@@ -515,6 +528,25 @@ impl ObjectImpl for VasaFaceGen {
                     self.prepare_in_background(path);
                 }
             }
+            "face-box" => {
+                let face_box = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|text| !text.trim().is_empty());
+                if let Some(Err(err)) = face_box.as_deref().map(str::parse::<FaceBox>) {
+                    gst::warning!(CAT, imp = self, "{err}");
+                }
+                let image = {
+                    let mut settings = lock(&self.settings);
+                    settings.face_box = face_box;
+                    settings.image.clone()
+                };
+                if let Some(path) = image
+                    && self.streaming.load(Ordering::SeqCst)
+                {
+                    self.prepare_in_background(path);
+                }
+            }
             "model" => {
                 lock(&self.settings).model = value
                     .get::<Option<String>>()
@@ -557,6 +589,7 @@ impl ObjectImpl for VasaFaceGen {
                 .as_ref()
                 .map(|path| path.to_string_lossy().into_owned())
                 .to_value(),
+            "face-box" => lock(&self.settings).face_box.to_value(),
             "model" => lock(&self.settings).model.to_value(),
             "device" => lock(&self.settings).device.to_value(),
             "active-device" => lock(&self.active_device).to_value(),
@@ -745,15 +778,16 @@ impl VasaFaceGen {
             "Preparing the portrait",
         );
         let generation = self.image_generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let source = prepare_portrait(&*preparer, &path).map_err(|err| {
-            self.progress(
-                gst::ProgressType::Error,
-                "portrait",
-                "Preparing the portrait failed",
-            );
-            gst::element_imp_error!(self, err.domain(), ("{}", err.message));
-            gst::StateChangeError
-        })?;
+        let source =
+            prepare_portrait(&*preparer, &path, settings.face_box.as_deref()).map_err(|err| {
+                self.progress(
+                    gst::ProgressType::Error,
+                    "portrait",
+                    "Preparing the portrait failed",
+                );
+                gst::element_imp_error!(self, err.domain(), ("{}", err.message));
+                gst::StateChangeError
+            })?;
         self.progress(gst::ProgressType::Complete, "portrait", "Portrait ready");
         gst::info!(
             CAT,
@@ -780,11 +814,12 @@ impl VasaFaceGen {
             return;
         };
         let generation = self.image_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let face_box = lock(&self.settings).face_box.clone();
         let element = self.obj().downgrade();
         let spawned = std::thread::Builder::new()
             .name("vasafacegen-prepare".into())
             .spawn(move || {
-                let result = prepare_portrait(&*preparer, &path);
+                let result = prepare_portrait(&*preparer, &path, face_box.as_deref());
                 let Some(element) = element.upgrade() else {
                     return;
                 };
@@ -1597,6 +1632,8 @@ enum PortraitErrorKind {
     NotFound,
     Read,
     Format,
+    /// The image is fine but the face cannot be found or the face box is wrong.
+    Face,
 }
 
 impl PortraitFailure {
@@ -1605,6 +1642,7 @@ impl PortraitFailure {
             PortraitErrorKind::NotFound => gst::ResourceError::NotFound,
             PortraitErrorKind::Read => gst::ResourceError::OpenRead,
             PortraitErrorKind::Format => gst::ResourceError::Read,
+            PortraitErrorKind::Face => gst::ResourceError::Settings,
         }
     }
 }
@@ -1612,18 +1650,32 @@ impl PortraitFailure {
 fn prepare_portrait(
     preparer: &dyn SourcePreparer,
     path: &std::path::Path,
-) -> Result<PreparedSource, PortraitFailure> {
-    let portrait = Portrait::load(path).map_err(|err| PortraitFailure {
-        kind: match err {
-            PortraitError::NotFound(_) => PortraitErrorKind::NotFound,
-            PortraitError::Unreadable { .. } => PortraitErrorKind::Read,
-            _ => PortraitErrorKind::Format,
+    face_box: Option<&str>,
+) -> Result<Arc<PreparedSource>, PortraitFailure> {
+    let face_error = |err: FaceError| PortraitFailure {
+        kind: PortraitErrorKind::Face,
+        message: err.to_string(),
+    };
+    let hints = SourceHints {
+        face_box: face_box
+            .map(str::parse::<FaceBox>)
+            .transpose()
+            .map_err(face_error)?,
+    };
+    engine::prepare_file(preparer, path, &hints).map_err(|err| match err {
+        engine::EngineError::Face(err) => face_error(err),
+        engine::EngineError::Portrait(err) => PortraitFailure {
+            kind: match err {
+                PortraitError::NotFound(_) => PortraitErrorKind::NotFound,
+                PortraitError::Unreadable { .. } => PortraitErrorKind::Read,
+                _ => PortraitErrorKind::Format,
+            },
+            message: err.to_string(),
         },
-        message: err.to_string(),
-    })?;
-    preparer.prepare(portrait).map_err(|err| PortraitFailure {
-        kind: PortraitErrorKind::Format,
-        message: err.to_string(),
+        other => PortraitFailure {
+            kind: PortraitErrorKind::Format,
+            message: other.to_string(),
+        },
     })
 }
 

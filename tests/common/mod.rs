@@ -67,11 +67,22 @@ pub const AUDIO_CAPS: &str = "audio/x-raw,format=S16LE,rate=16000,channels=1,lay
 
 /// A vasafacegen in a Harness, audio caps set, output caps as `sink_caps` says.
 pub fn harness(image: &std::path::Path, sink_caps: &str) -> gst_check::Harness {
+    harness_with(image, &[], sink_caps)
+}
+
+/// Like [`harness`], with more string properties set (e.g. `face-box`).
+pub fn harness_with(
+    image: &std::path::Path,
+    properties: &[(&str, &str)],
+    sink_caps: &str,
+) -> gst_check::Harness {
     init();
-    let element = gst::ElementFactory::make("vasafacegen")
-        .property("image", image.to_str().unwrap())
-        .build()
-        .expect("vasafacegen exists");
+    let mut builder =
+        gst::ElementFactory::make("vasafacegen").property("image", image.to_str().unwrap());
+    for (name, value) in properties {
+        builder = builder.property(*name, *value);
+    }
+    let element = builder.build().expect("vasafacegen exists");
     let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
     h.set_sink_caps_str(sink_caps);
     h.play();
