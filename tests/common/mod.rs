@@ -80,7 +80,7 @@ pub fn harness_with(
     let mut builder =
         gst::ElementFactory::make("vasafacegen").property("image", image.to_str().unwrap());
     for (name, value) in properties {
-        builder = builder.property(*name, *value);
+        builder = builder.property(name, *value);
     }
     let element = builder.build().expect("vasafacegen exists");
     let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
