@@ -10,7 +10,11 @@ export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 # The demo and tests run on every core the machine has.
 CARGO_FEATURES = $$(test "$$(cat .venv/torch-set 2>/dev/null)" = cuda && echo --features cuda)
 
-.PHONY: setup setup-tts build demo test lint bench clean
+.PHONY: setup setup-tts build demo test lint bench clean train-builtin eval-builtin
+
+# The builtin engine's mouth model: data, training, evaluation (see docs/builtin-eval).
+BUILTIN_DATA := data/builtin
+BUILTIN_SEED := 1
 
 setup:
 	@scripts/setup.sh
@@ -40,6 +44,24 @@ lint: setup
 bench: build
 	cargo bench --locked $(CARGO_FEATURES)
 
+# Synthesises the training speech (about 1 minute), checks its phone timing, trains
+# (about 6 minutes on 2 cores) and writes models/builtin/{mouth.safetensors,manifest.json}.
+train-builtin: setup-tts
+	cargo build --release --locked $(CARGO_FEATURES) --bin vasafacegen-train-builtin
+	rm -rf $(BUILTIN_DATA)
+	python3 tools/builtin/make_data.py $(BUILTIN_DATA) --seed $(BUILTIN_SEED)
+	python3 tools/builtin/check_alignment.py $(BUILTIN_DATA)
+	./target/release/vasafacegen-train-builtin --data $(BUILTIN_DATA) --out models/builtin \
+	    --seed $(BUILTIN_SEED) --epochs 12 --stride 1
+
+# Measures the shipped model on held-out voices, silence, singing and music and writes
+# docs/builtin-eval/ (report.md and plots). Fails if a threshold does not hold.
+eval-builtin: setup-tts
+	cargo build --release --locked $(CARGO_FEATURES) --bin vasafacegen-eval-builtin
+	test -f $(BUILTIN_DATA)/manifest.json || \
+	    python3 tools/builtin/make_data.py $(BUILTIN_DATA) --seed $(BUILTIN_SEED)
+	./target/release/vasafacegen-eval-builtin --data $(BUILTIN_DATA) --out docs/builtin-eval
+
 clean:
 	cargo clean
-	rm -rf out
+	rm -rf out $(BUILTIN_DATA)

@@ -9,7 +9,7 @@ use gstvasafacegen::portrait::Portrait;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let portrait = Portrait::load(args[1].as_ref()).expect("portrait");
-    let mut engine = BuiltinEngine::new(tch::Device::Cpu);
+    let mut engine = BuiltinEngine::new(tch::Device::Cpu).expect("engine");
     let source = engine
         .source_preparer()
         .prepare(portrait, &SourceHints::default())

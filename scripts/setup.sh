@@ -5,7 +5,8 @@
 #
 # Usage: scripts/setup.sh [--with-tts]
 #   --with-tts   also install the text-to-speech voices used to train/evaluate the builtin
-#                mouth model (espeak-ng, festival and its voices, sox).
+#                mouth model (espeak-ng, festival and its voices, sox) and the font the
+#                evaluation report's plots use.
 #
 # Writes .venv/torch-set ("cpu" or "cuda"): the Makefile turns "cuda" into the `cuda`
 # cargo feature. A second run prints one line per step and downloads nothing.
@@ -30,7 +31,7 @@ packages=(
 )
 if [ "${1:-}" = "--with-tts" ]; then
     packages+=(espeak-ng libespeak-ng1 festival festvox-kallpc16k festvox-kdlpc16k
-               festvox-us-slt-hts sox)
+               festvox-us-slt-hts festvox-ca-ona-hts festival-ca sox fonts-dejavu-core)
 fi
 
 missing=()

@@ -47,7 +47,7 @@ fn astronaut() -> image::DynamicImage {
 
 #[test]
 fn the_rest_pose_is_the_portrait() {
-    let mut engine = BuiltinEngine::new(Device::Cpu);
+    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
     let source = prepared(&engine, &astronaut());
     let motion = rest(&mut engine, &source, SIZE);
     let frame = engine.render(&motion, &source, SIZE).unwrap();
@@ -63,7 +63,7 @@ fn the_rest_pose_is_the_portrait() {
 
 #[test]
 fn frames_are_deterministic() {
-    let mut engine = BuiltinEngine::new(Device::Cpu);
+    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
     let source = prepared(&engine, &astronaut());
     let motion = Motion {
         mouth_open: 0.8,
@@ -97,7 +97,7 @@ fn outside_the_face_and_neck_nothing_moves() {
     let mut canvas = image::RgbaImage::from_pixel(1600, 1600, image::Rgba([60, 90, 120, 255]));
     image::imageops::overlay(&mut canvas, &astronaut().to_rgba8(), 900, 700);
     let image = image::DynamicImage::ImageRgba8(canvas);
-    let mut engine = BuiltinEngine::new(Device::Cpu);
+    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
     let source = prepared(&engine, &image);
     let size = FrameSize {
         width: 1024,
@@ -142,7 +142,7 @@ fn outside_the_face_and_neck_nothing_moves() {
 
 #[test]
 fn opening_the_mouth_shows_a_dark_cavity_and_closing_covers_the_teeth() {
-    let mut engine = BuiltinEngine::new(Device::Cpu);
+    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
     let source = prepared(&engine, &astronaut());
     let layout = source.face.layout;
     // The mouth region, just below the portrait's lip line.
@@ -190,7 +190,7 @@ fn opening_the_mouth_shows_a_dark_cavity_and_closing_covers_the_teeth() {
 
 #[test]
 fn a_blink_covers_the_eyes_and_reopens_exactly() {
-    let mut engine = BuiltinEngine::new(Device::Cpu);
+    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
     let source = prepared(&engine, &astronaut());
     let layout = source.face.layout;
     let rest_motion = rest(&mut engine, &source, SIZE);
@@ -228,7 +228,7 @@ fn a_blink_covers_the_eyes_and_reopens_exactly() {
 
 #[test]
 fn a_frame_size_change_rebuilds_the_rig() {
-    let mut engine = BuiltinEngine::new(Device::Cpu);
+    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
     let source = prepared(&engine, &astronaut());
     let motion = Motion {
         mouth_open: 0.7,

@@ -11,6 +11,7 @@
 //! Nothing here knows about GStreamer.
 
 pub mod builtin;
+pub mod offline;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,6 +87,19 @@ impl Motion {
     }
 }
 
+/// Live controls of the motion (element properties that may change while playing).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MotionControls {
+    /// Head motion scale: 0 = still .. 1 = natural .. 2 = lively.
+    pub head_motion: f32,
+}
+
+impl Default for MotionControls {
+    fn default() -> Self {
+        Self { head_motion: 1.0 }
+    }
+}
+
 /// A portrait made ready for rendering: the image and where its face is.
 #[derive(Debug)]
 pub struct PreparedSource {
@@ -124,6 +138,8 @@ pub enum EngineError {
     Portrait(#[from] PortraitError),
     #[error(transparent)]
     Face(#[from] FaceError),
+    #[error(transparent)]
+    MouthModel(#[from] builtin::mouth::MouthModelError),
     #[error("{context}: {source}")]
     Tensor {
         context: String,
@@ -246,6 +262,9 @@ pub trait Engine: Send {
     /// The object that prepares portraits, usable from any thread.
     fn source_preparer(&self) -> Arc<dyn SourcePreparer>;
 
+    /// New live controls; engines ease into them rather than jump.
+    fn set_controls(&mut self, _controls: MotionControls) {}
+
     /// The motion of one frame, from its audio window. Called once per frame, in order.
     fn motion(&mut self, audio: &AudioWindow<'_>) -> Result<Motion, EngineError>;
 
@@ -262,7 +281,7 @@ pub trait Engine: Send {
 /// The engine a `model` property value names.
 pub fn create(model: &str, device: tch::Device) -> Result<Box<dyn Engine>, EngineError> {
     match model {
-        "builtin" => Ok(Box::new(builtin::BuiltinEngine::new(device))),
+        "builtin" => Ok(Box::new(builtin::BuiltinEngine::new(device)?)),
         other => Err(EngineError::UnknownModel(other.to_owned())),
     }
 }

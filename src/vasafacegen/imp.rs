@@ -43,7 +43,8 @@ use gst_video::prelude::*;
 
 use crate::device::{DeviceRequest, device_name};
 use crate::engine::{
-    self, AudioWindow, Engine, FrameSize, PreparedSource, SourceHints, SourcePreparer,
+    self, AudioWindow, Engine, FrameSize, MotionControls, PreparedSource, SourceHints,
+    SourcePreparer,
 };
 use crate::face::{FaceBox, FaceError};
 use crate::portrait::PortraitError;
@@ -62,6 +63,8 @@ const DEFAULT_MODEL: &str = "builtin";
 const DEFAULT_DEVICE: &str = "auto";
 const DEFAULT_SEED: u64 = 0;
 const DEFAULT_LATENCY_MS: u32 = 100;
+const DEFAULT_HEAD_MOTION: f64 = 1.0;
+const MAX_HEAD_MOTION: f64 = 2.0;
 const MAX_LATENCY_MS: u32 = 2_000;
 const DEFAULT_WIDTH: i32 = 512;
 const DEFAULT_HEIGHT: i32 = 512;
@@ -87,6 +90,7 @@ struct Settings {
     device: String,
     seed: u64,
     latency_ms: u32,
+    head_motion: f64,
 }
 
 impl Default for Settings {
@@ -98,6 +102,7 @@ impl Default for Settings {
             device: DEFAULT_DEVICE.to_owned(),
             seed: DEFAULT_SEED,
             latency_ms: DEFAULT_LATENCY_MS,
+            head_motion: DEFAULT_HEAD_MOTION,
         }
     }
 }
@@ -492,6 +497,18 @@ impl ObjectImpl for VasaFaceGen {
                     .default_value(DEFAULT_LATENCY_MS)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecDouble::builder("head-motion")
+                    .nick("Head motion")
+                    .blurb(
+                        "How much the head moves: 0 = still, 1 = natural (livelier while \
+                         speaking, gentle in silence), 2 = animated. Changes ease in over \
+                         half a second",
+                    )
+                    .minimum(0.0)
+                    .maximum(MAX_HEAD_MOTION)
+                    .default_value(DEFAULT_HEAD_MOTION)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt64::builder("frames-produced")
                     .nick("Frames produced")
                     .blurb("Frames generated since the element last went to PAUSED")
@@ -566,6 +583,9 @@ impl ObjectImpl for VasaFaceGen {
                 lock(&self.settings).device = device;
             }
             "seed" => lock(&self.settings).seed = value.get().expect("type checked upstream"),
+            "head-motion" => {
+                lock(&self.settings).head_motion = value.get().expect("type checked upstream");
+            }
             "latency" => {
                 let latency_ms: u32 = value.get().expect("type checked upstream");
                 let changed = {
@@ -595,6 +615,7 @@ impl ObjectImpl for VasaFaceGen {
             "active-device" => lock(&self.active_device).to_value(),
             "seed" => lock(&self.settings).seed.to_value(),
             "latency" => lock(&self.settings).latency_ms.to_value(),
+            "head-motion" => lock(&self.settings).head_motion.to_value(),
             "frames-produced" => self.stats.frames.load(Ordering::Relaxed).to_value(),
             "mean-generation-ms" => self.stats.mean_ms().to_value(),
             "max-generation-ms" => {
@@ -1262,10 +1283,18 @@ impl VasaFaceGen {
                 generator.source = Some(source);
             }
         }
-        let lookahead = lock(&self.settings).lookahead_samples();
+        let (lookahead, controls) = {
+            let settings = lock(&self.settings);
+            (
+                settings.lookahead_samples(),
+                MotionControls {
+                    head_motion: settings.head_motion as f32,
+                },
+            )
+        };
         let draining = generator.draining.is_some();
 
-        if let Some(outputs) = self.next_frame(generator, lookahead, draining)? {
+        if let Some(outputs) = self.next_frame(generator, lookahead, controls, draining)? {
             return Ok(outputs);
         }
         if let Some(item) = generator.draining.take() {
@@ -1499,6 +1528,7 @@ impl VasaFaceGen {
         &self,
         generator: &mut Generator,
         lookahead: u64,
+        controls: MotionControls,
         draining: bool,
     ) -> Result<Option<Vec<Out>>, gst::FlowError> {
         if !generator.segment_pushed || generator.clock.is_none() {
@@ -1564,6 +1594,7 @@ impl VasaFaceGen {
             );
             gst::FlowError::Error
         };
+        engine.set_controls(controls);
         let motion = engine.motion(&window).map_err(engine_error)?;
         let frame = engine
             .render(&motion, source, output.size)

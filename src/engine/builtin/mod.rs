@@ -1,20 +1,35 @@
 //! The builtin engine: needs no downloaded weights.
 
+pub mod features;
+pub mod motion;
+pub mod mouth;
+pub mod visemes;
+
 use std::sync::Arc;
 
 use tch::{Device, Tensor};
 
+use self::motion::MotionGenerator;
+use self::mouth::{CONTEXT_BEHIND, MouthModel};
 use super::{
-    AudioWindow, Engine, EngineError, FrameSize, Motion, PreparedSource, SourceHints,
-    SourcePreparer, guarded,
+    AudioWindow, Engine, EngineError, FrameSize, Motion, MotionControls, PreparedSource,
+    SourceHints, SourcePreparer, guarded,
 };
 use crate::face;
 use crate::portrait::Portrait;
 use crate::render::fit::{self, Placement};
 use crate::render::warp::FaceRig;
 
+/// The trained mouth model, shipped in the repository (see models/builtin/manifest.json)
+/// and embedded in the library.
+static MOUTH_WEIGHTS: &[u8] = include_bytes!("../../../models/builtin/mouth.safetensors");
+pub const MOUTH_WEIGHTS_NAME: &str = "models/builtin/mouth.safetensors";
+
 pub struct BuiltinEngine {
     device: Device,
+    mouth: MouthModel,
+    motion: MotionGenerator,
+    controls: MotionControls,
     rig: Option<CachedRig>,
 }
 
@@ -26,8 +41,14 @@ struct CachedRig {
 }
 
 impl BuiltinEngine {
-    pub fn new(device: Device) -> Self {
-        Self { device, rig: None }
+    pub fn new(device: Device) -> Result<Self, EngineError> {
+        Ok(Self {
+            device,
+            mouth: MouthModel::load_bytes(MOUTH_WEIGHTS, MOUTH_WEIGHTS_NAME, device)?,
+            motion: MotionGenerator::new(0),
+            controls: MotionControls::default(),
+            rig: None,
+        })
     }
 
     /// The rig for `source` at `size`, built on first use (a frame-size change or a new
@@ -82,17 +103,32 @@ impl Engine for BuiltinEngine {
     }
 
     fn history_samples(&self) -> usize {
-        0
+        // The model looks 200 ms behind the frame's centre, with 12.5 ms half windows.
+        CONTEXT_BEHIND * features::HOP + features::WINDOW / 2
     }
 
-    fn reset(&mut self, _seed: u64) {}
+    fn reset(&mut self, seed: u64) {
+        self.motion = MotionGenerator::new(seed);
+    }
+
+    fn set_controls(&mut self, controls: MotionControls) {
+        self.controls = controls;
+    }
 
     fn source_preparer(&self) -> Arc<dyn SourcePreparer> {
         Arc::new(BuiltinPreparer)
     }
 
-    fn motion(&mut self, _audio: &AudioWindow<'_>) -> Result<Motion, EngineError> {
-        Ok(Motion::neutral())
+    fn motion(&mut self, audio: &AudioWindow<'_>) -> Result<Motion, EngineError> {
+        // The mouth is drawn for the middle of the frame's time span.
+        let centre = (audio.frame_start + audio.frame_len / 2) as i64;
+        let mouth = guarded("running the mouth model", || {
+            self.mouth
+                .predict(audio.samples, centre, audio.samples.len() as i64)
+        })?;
+        let level = features::level_db(audio.frame_samples());
+        let dt = audio.frame_len as f64 / f64::from(crate::timeline::SAMPLE_RATE);
+        Ok(self.motion.next(mouth, level, dt, self.controls))
     }
 
     fn render(
