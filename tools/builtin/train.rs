@@ -464,39 +464,17 @@ fn run(args: &Args) -> Result<(), String> {
     let commit = common::commit();
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = named
-        .iter()
-        .map(|(name, tensor)| {
-            let values = Vec::<f32>::try_from(tensor.detach().contiguous().view([-1]))
-                .expect("float tensor");
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            (
-                name.clone(),
-                tensor.size().iter().map(|&d| d as usize).collect(),
-                bytes,
-            )
-        })
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = buffers
-        .iter()
-        .map(|(name, shape, bytes)| {
-            (
-                name.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                    .expect("consistent view"),
-            )
-        })
-        .collect();
-    let metadata: std::collections::HashMap<String, String> = [
-        ("format".to_owned(), FORMAT.to_owned()),
-        ("seed".to_owned(), args.seed.to_string()),
-        ("epochs".to_owned(), args.epochs.to_string()),
-        ("commit".to_owned(), commit.clone()),
-    ]
-    .into_iter()
-    .collect();
-    safetensors::serialize_to_file(views, &Some(metadata), &weights_path)
-        .map_err(|e| format!("{}: {e}", weights_path.display()))?;
+    let metadata = [
+        ("commit", commit.clone()),
+        ("epochs", args.epochs.to_string()),
+        ("format", FORMAT.to_owned()),
+        ("seed", args.seed.to_string()),
+    ];
+    let file = safetensors_bytes(&named, &metadata);
+    // Read back through the parser the engine uses, so a bad file never leaves here.
+    safetensors::SafeTensors::deserialize(&file)
+        .map_err(|e| format!("writing {}: {e}", weights_path.display()))?;
+    std::fs::write(&weights_path, &file).map_err(|e| format!("{}: {e}", weights_path.display()))?;
     let bytes = std::fs::read(&weights_path).map_err(|e| e.to_string())?;
     let sha256 = sha256_hex(&bytes);
 
@@ -562,6 +540,41 @@ fn run(args: &Args) -> Result<(), String> {
         started.elapsed().as_secs_f64() / 60.0
     );
     Ok(())
+}
+
+/// A safetensors file with its header's keys in sorted order, so that the same weights
+/// always give the same bytes (the safetensors crate writes metadata in hash order).
+fn safetensors_bytes(named: &[(String, Tensor)], metadata: &[(&str, String)]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    header.insert(
+        "__metadata__".to_owned(),
+        serde_json::Value::Object(
+            metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
+                .collect(),
+        ),
+    );
+    let mut data = Vec::new();
+    for (name, tensor) in named {
+        let values =
+            Vec::<f32>::try_from(tensor.detach().contiguous().view([-1])).expect("float tensor");
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": tensor.size(), "data_offsets": [start, data.len()]}),
+        );
+    }
+    // serde_json's map keeps keys sorted; pad the header to 8 bytes as the format allows.
+    let mut json = serde_json::to_string(&serde_json::Value::Object(header)).expect("json");
+    while json.len() % 8 != 0 {
+        json.push(' ');
+    }
+    let mut file = (json.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(json.as_bytes());
+    file.extend_from_slice(&data);
+    file
 }
 
 fn sha256_hex(data: &[u8]) -> String {
