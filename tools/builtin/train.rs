@@ -568,7 +568,7 @@ fn safetensors_bytes(named: &[(String, Tensor)], metadata: &[(&str, String)]) ->
     }
     // serde_json's map keeps keys sorted; pad the header to 8 bytes as the format allows.
     let mut json = serde_json::to_string(&serde_json::Value::Object(header)).expect("json");
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(' ');
     }
     let mut file = (json.len() as u64).to_le_bytes().to_vec();
