@@ -8,11 +8,16 @@
 //! warped; outside the head-and-neck mask the frame is the fitted portrait, untouched.
 //!
 //! Two passes per frame:
-//! 1. local deformations: jaw (a piecewise-linear remap of v per column, through knots at
-//!    the nose base, the lips' opening, the chin and the neck), lip spread/rounding,
-//!    eyelids, brows; then the mouth cavity and lash lines are painted in;
+//! 1. local deformations, in two regions split by a line between the eyes and the mouth:
+//!    below it the jaw (a piecewise-linear remap of v per column, through knots at the
+//!    nose base, the lips' opening, the chin and the neck), lip spread/rounding and the
+//!    painted mouth cavity; above it eyelids (with lash lines) and brows;
 //! 2. head motion: roll about the neck, yaw/pitch parallax, translation, all weighted
-//!    by a feathered head mask that is exactly zero outside it.
+//!    by a feathered head mask that is exactly zero outside it. The head's displacement
+//!    is smooth, so it is computed on a coarse grid and interpolated.
+//!
+//! Work scales with the face's area in the frame; parts with nothing to do (no blink,
+//! a still head) are skipped.
 
 use tch::{Kind, Tensor};
 
@@ -121,44 +126,179 @@ impl Geometry {
     }
 }
 
-/// Region of interest in frame pixels.
+/// A rectangle in ROI pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Roi {
+struct Rect {
     left: i64,
     top: i64,
     width: i64,
     height: i64,
 }
 
-/// Everything about one portrait at one frame size that does not change per frame.
-pub struct FaceRig {
-    geometry: Geometry,
-    roi: Roi,
-    /// The fitted frame `(3, H, W)` and its ROI `(1, 3, h, w)`.
-    frame: Tensor,
-    roi_pixels: Tensor,
-    /// Face coordinates of every ROI pixel centre, `(h, w)`.
+impl Rect {
+    fn cut(&self, t: &Tensor) -> Tensor {
+        let (h, w) = (t.dim() - 2, t.dim() - 1);
+        t.narrow(h as i64, self.top, self.height)
+            .narrow(w as i64, self.left, self.width)
+    }
+}
+
+/// The axis-aligned box (in `bounds` pixels, clamped to it) around face-unit corners.
+fn bounding_rect(
+    geometry: &Geometry,
+    corners: &[(f64, f64)],
+    origin: (i64, i64),
+    bounds: (i64, i64),
+) -> Rect {
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for &(u, v) in corners {
+        let (x, y) = geometry.frame_point(u, v);
+        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+    }
+    let clamp = |value: f64, offset: i64, max: i64| ((value as i64) - offset).clamp(0, max);
+    let left = clamp(x0.floor() - 1.0, origin.0, bounds.0);
+    let top = clamp(y0.floor() - 1.0, origin.1, bounds.1);
+    let right = clamp(x1.ceil() + 1.0, origin.0, bounds.0);
+    let bottom = clamp(y1.ceil() + 1.0, origin.1, bounds.1);
+    Rect {
+        left,
+        top,
+        width: (right - left).max(1),
+        height: (bottom - top).max(1),
+    }
+}
+
+/// Face-unit box corners.
+fn corners(u: (f64, f64), v: (f64, f64)) -> [(f64, f64); 4] {
+    [(u.0, v.0), (u.1, v.0), (u.0, v.1), (u.1, v.1)]
+}
+
+/// Where upper (eyes, brows) and lower (mouth, jaw) deformations meet, in face units:
+/// between the eyes (v = 0) and the nose base; the effects of each side are below
+/// 1e-3 IOD across it.
+const SPLIT_V: f64 = 0.135;
+
+/// The lower face: jaw, lips, cavity.
+struct LowerRegion {
+    rect: Rect,
+    /// Face coordinates of the region's field grid (its pixels, or every `step`-th).
     u: Tensor,
     v: Tensor,
-    /// 1 inside the head mask support, 0 outside: where the warp may change pixels.
-    inside: Tensor,
-    /// Feathered head mask for head motion.
-    head: Tensor,
-    /// Per column: lip line, the portrait's own gap profile, jaw weight.
+    /// Pixels of this region that belong to the lower face (v >= SPLIT_V).
+    mine: Tensor,
     lip_line: Tensor,
     source_gap: Tensor,
     jaw: Tensor,
-    /// Per pixel: vertical falloff around the lip line (for spread/round).
     lip_band: Tensor,
-    /// Per pixel: brow bumps.
+}
+
+/// The upper face: eyelids and brows.
+struct UpperRegion {
+    rect: Rect,
+    u: Tensor,
+    v: Tensor,
+    mine: Tensor,
     brows: Tensor,
-    /// Per pixel: central-feature weight for yaw/pitch parallax.
-    parallax: Tensor,
+}
+
+/// The head's motion is computed on a grid this many pixels apart (at most).
+const HEAD_GRID_STEP: f64 = 4.0;
+/// Deformations of the face are computed on a grid of about this many points per IOD
+/// (at least every pixel): finer than any feature they move, so interpolating them is
+/// invisible, and a close-up costs no more than a small face.
+const FIELD_POINTS_PER_IOD: f64 = 64.0;
+
+/// Pixel-centre positions (ROI pixels) of a field grid over `rect` at spacing `step`:
+/// first and last pixel included, so corner-aligned interpolation is exact there.
+fn field_positions(rect: &Rect, step: f64, device: tch::Device) -> (Tensor, Tensor) {
+    let options = (Kind::Float, device);
+    let axis = |start: i64, length: i64| {
+        if step <= 1.0 {
+            Tensor::arange(length, options) + (start as f64 + 0.5)
+        } else {
+            let points = ((length as f64 - 1.0) / step).ceil().max(1.0) as i64 + 1;
+            Tensor::linspace(
+                start as f64 + 0.5,
+                (start + length) as f64 - 0.5,
+                points,
+                options,
+            )
+        }
+    };
+    (axis(rect.left, rect.width), axis(rect.top, rect.height))
+}
+
+/// What a region pass produces on its field grid: where each point samples the
+/// portrait (face units), and paint over it (premultiplied colour, transmittance).
+struct Layers {
+    u_source: Tensor,
+    v_source: Tensor,
+    colour: Tensor,
+    transmittance: Tensor,
+    painted: bool,
+}
+
+impl Layers {
+    fn new(u_source: Tensor, v_source: Tensor) -> Self {
+        let shape = u_source.size();
+        let device = u_source.device();
+        Self {
+            colour: Tensor::zeros([1, 3, shape[0], shape[1]], (Kind::Float, device)),
+            transmittance: Tensor::ones([1, 1, shape[0], shape[1]], (Kind::Float, device)),
+            u_source,
+            v_source,
+            painted: false,
+        }
+    }
+
+    /// Paints `colour` (1, 3, 1, 1) with `alpha` (h, w) over what is there.
+    fn paint(&mut self, colour: &Tensor, alpha: &Tensor) {
+        let alpha = plane(alpha);
+        self.colour = &self.colour * (1.0f64 - &alpha) + colour * &alpha;
+        self.transmittance = &self.transmittance * (1.0f64 - &alpha);
+        self.painted = true;
+    }
+}
+
+/// Everything about one portrait at one frame size that does not change per frame.
+pub struct FaceRig {
+    geometry: Geometry,
+    /// The ROI in frame pixels; whether it covers the whole frame.
+    roi: Rect,
+    whole_frame: bool,
+    /// The fitted frame `(3, H, W)` and its ROI `(1, 3, h, w)`.
+    frame: Tensor,
+    roi_pixels: Tensor,
+    /// Inside the head mask's support: where the warp may change pixels.
+    inside: Tensor,
+    lower: LowerRegion,
+    upper: UpperRegion,
+    /// The coarse grid for head motion: face coordinates, feathered mask, parallax
+    /// weight, `(hc, wc)`.
+    coarse_u: Tensor,
+    coarse_v: Tensor,
+    coarse_head: Tensor,
+    coarse_parallax: Tensor,
+    /// Colours as `(1, 3, 1, 1)` tensors on the device.
+    colours: Colours,
+}
+
+struct Colours {
+    lip: Tensor,
+    dark: Tensor,
+    tongue: Tensor,
+    teeth_upper: Tensor,
+    teeth_lower: Tensor,
+    lash: Tensor,
 }
 
 fn smoothstep(edge0: f64, edge1: f64, x: &Tensor) -> Tensor {
     let t = ((x - edge0) / (edge1 - edge0)).clamp(0.0, 1.0);
     &t * &t * (3.0f64 - 2.0 * &t)
+}
+
+fn plane(t: &Tensor) -> Tensor {
+    t.unsqueeze(0).unsqueeze(0)
 }
 
 impl FaceRig {
@@ -172,79 +312,159 @@ impl FaceRig {
     ) -> Result<Self, EngineError> {
         let _no_grad = tch::no_grad_guard();
         let geometry = Geometry::new(layout, placement);
+        let g = &geometry;
         let device = frame.device();
-        // Bounding box of the mask ellipse, in frame pixels.
-        let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
-        for k in 0..64 {
-            let a = f64::from(k) / 64.0 * std::f64::consts::TAU;
-            let (x, y) =
-                geometry.frame_point(MASK_AXIS_U * a.cos(), MASK_CENTRE_V + MASK_AXIS_V * a.sin());
-            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
-        }
-        let clamp = |value: f64, max: u32| (value.max(0.0) as i64).min(i64::from(max));
-        let (left, top) = (
-            clamp(x0.floor() - 2.0, size.width),
-            clamp(y0.floor() - 2.0, size.height),
-        );
-        let (right, bottom) = (
-            clamp(x1.ceil() + 2.0, size.width),
-            clamp(y1.ceil() + 2.0, size.height),
-        );
-        let roi = Roi {
-            left,
-            top,
-            width: (right - left).max(1),
-            height: (bottom - top).max(1),
-        };
-        let roi_pixels = frame
-            .f_narrow(1, roi.top, roi.height)
-            .and_then(|t| t.f_narrow(2, roi.left, roi.width))
-            .and_then(|t| t.f_unsqueeze(0))
+        let (frame_w, frame_h) = (i64::from(size.width), i64::from(size.height));
+        // The ROI: around the head mask's ellipse.
+        let ellipse: Vec<(f64, f64)> = (0..64)
+            .map(|k| {
+                let a = f64::from(k) / 64.0 * std::f64::consts::TAU;
+                (MASK_AXIS_U * a.cos(), MASK_CENTRE_V + MASK_AXIS_V * a.sin())
+            })
+            .collect();
+        let mut roi = bounding_rect(g, &ellipse, (0, 0), (frame_w, frame_h));
+        roi.width = roi.width.min(frame_w - roi.left);
+        roi.height = roi.height.min(frame_h - roi.top);
+        let whole_frame = roi
+            == Rect {
+                left: 0,
+                top: 0,
+                width: frame_w,
+                height: frame_h,
+            };
+        let roi_pixels = roi
+            .cut(frame)
+            .f_unsqueeze(0)
             .and_then(|t| t.f_contiguous())
             .context("cutting the face region")?;
 
         let options = (Kind::Float, device);
-        let xs = Tensor::arange(roi.width, options)
-            + (roi.left as f64 + 0.5 - f64::from(geometry.origin.x));
-        let ys = Tensor::arange(roi.height, options)
-            + (roi.top as f64 + 0.5 - f64::from(geometry.origin.y));
-        let (dx, dy) = (xs.view([1, -1]), ys.view([-1, 1]));
-        let g = &geometry;
-        let u = (&dx * g.cos + &dy * g.sin) / g.iod;
-        let v = (&dx * (-g.sin) + &dy * g.cos) / g.iod;
-
+        let face_coordinates = |xs: Tensor, ys: Tensor| {
+            let (dx, dy) = (
+                xs.view([1, -1]) + (roi.left as f64 - f64::from(g.origin.x)),
+                ys.view([-1, 1]) + (roi.top as f64 - f64::from(g.origin.y)),
+            );
+            (
+                (&dx * g.cos + &dy * g.sin) / g.iod,
+                (&dx * (-g.sin) + &dy * g.cos) / g.iod,
+            )
+        };
+        // (Positions are ROI pixels; pixel centres at +0.5.)
+        let (u, v) = face_coordinates(
+            Tensor::arange(roi.width, options) + 0.5,
+            Tensor::arange(roi.height, options) + 0.5,
+        );
         let r =
             ((&u / MASK_AXIS_U).square() + ((&v - MASK_CENTRE_V) / MASK_AXIS_V).square()).sqrt();
-        let head = 1.0f64 - smoothstep(MASK_FULL, 1.0, &r);
-        let inside = r.lt(1.0).to_kind(Kind::Float);
+        let inside = plane(&r.lt(1.0));
 
-        // Mouth: the lip line curves from the centre up (or down) to the corners.
-        let t = ((&u - g.mouth_u) / g.half_width).clamp(-1.0, 1.0);
+        // Lower region: the jaw's reach and the lip band, below the split.
+        let neck = g.chin_v + 0.55;
+        let lower_rect = bounding_rect(
+            g,
+            &corners((g.mouth_u - 1.25, g.mouth_u + 1.25), (SPLIT_V, neck + 0.05)),
+            (roi.left, roi.top),
+            (roi.width, roi.height),
+        );
+        let lower_rect = Rect {
+            width: lower_rect.width.min(roi.width - lower_rect.left),
+            height: lower_rect.height.min(roi.height - lower_rect.top),
+            ..lower_rect
+        };
+        let field_step = (g.iod / FIELD_POINTS_PER_IOD).floor().max(1.0);
+        let (lu, lv) = {
+            let (xs, ys) = field_positions(&lower_rect, field_step, device);
+            face_coordinates(xs, ys)
+        };
+        let t = ((&lu - g.mouth_u) / g.half_width).clamp(-1.0, 1.0);
         let lip_line = g.mouth_v + (g.corner_v - g.mouth_v) * t.square();
         // Teeth show at nearly full height over most of a smile's width.
-        let flat = (1.0f64 - ((&u - g.mouth_u) / g.half_width).pow_tensor_scalar(4)).clamp_min(0.0);
-        let source_gap = flat.sqrt() * g.source_gap;
-        let jaw_distance = (&u - g.mouth_u).abs();
-        let jaw = 1.0f64 - smoothstep(0.55, 1.15, &jaw_distance);
-        let lip_band = (-((&v - &lip_line) / 0.28).square()).exp();
-        let brows = (-((&u + 0.5) / 0.35).square() - ((&v + 0.32) / 0.22).square()).exp()
-            + (-((&u - 0.5) / 0.35).square() - ((&v + 0.32) / 0.22).square()).exp();
-        let parallax = (-(&u / 0.9).square() - ((&v - 0.5) / 1.3).square()).exp();
+        let flat =
+            (1.0f64 - ((&lu - g.mouth_u) / g.half_width).pow_tensor_scalar(4)).clamp_min(0.0);
+        let lower = LowerRegion {
+            rect: lower_rect,
+            mine: plane(&lower_rect.cut(&v).ge(SPLIT_V)),
+            source_gap: flat.sqrt() * g.source_gap,
+            jaw: 1.0f64 - smoothstep(0.55, 1.15, &(&lu - g.mouth_u).abs()),
+            lip_band: (-((&lv - &lip_line) / 0.28).square()).exp(),
+            lip_line,
+            u: lu,
+            v: lv,
+        };
+
+        // Upper region: both eyes and brows, above the split.
+        let upper_rect = bounding_rect(
+            g,
+            &corners((-1.3, 1.3), (-0.95, SPLIT_V)),
+            (roi.left, roi.top),
+            (roi.width, roi.height),
+        );
+        let upper_rect = Rect {
+            width: upper_rect.width.min(roi.width - upper_rect.left),
+            height: upper_rect.height.min(roi.height - upper_rect.top),
+            ..upper_rect
+        };
+        let (uu, uv) = {
+            let (xs, ys) = field_positions(&upper_rect, field_step, device);
+            face_coordinates(xs, ys)
+        };
+        let brow =
+            |side: f64| (-((&uu - side) / 0.35).square() - ((&uv + 0.32) / 0.22).square()).exp();
+        let upper = UpperRegion {
+            rect: upper_rect,
+            mine: plane(&upper_rect.cut(&v).lt(SPLIT_V)),
+            brows: brow(-0.5) + brow(0.5),
+            u: uu,
+            v: uv,
+        };
+
+        // Coarse grid for the head: rows and columns at exact pixel centres, the first
+        // and the last included, so that corner-aligned interpolation hits them exactly.
+        let whole_roi = Rect {
+            left: 0,
+            top: 0,
+            width: roi.width,
+            height: roi.height,
+        };
+        let (coarse_u, coarse_v) = {
+            let (xs, ys) = field_positions(&whole_roi, HEAD_GRID_STEP, device);
+            face_coordinates(xs, ys)
+        };
+        let coarse_r = ((&coarse_u / MASK_AXIS_U).square()
+            + ((&coarse_v - MASK_CENTRE_V) / MASK_AXIS_V).square())
+        .sqrt();
+        let coarse_head = 1.0f64 - smoothstep(MASK_FULL, 1.0, &coarse_r);
+        let coarse_parallax =
+            (-(&coarse_u / 0.9).square() - ((&coarse_v - 0.5) / 1.3).square()).exp();
+
+        let colour = |c: [f64; 3]| -> Result<Tensor, EngineError> {
+            Tensor::f_from_slice(&c.map(|x| x as f32))
+                .and_then(|t| t.f_to_device(device))
+                .and_then(|t| t.f_view([1, 3, 1, 1]))
+                .context("colours")
+        };
+        let colours = Colours {
+            lip: colour(CAVITY_LIP)?,
+            dark: colour(CAVITY_DARK)?,
+            tongue: colour(CAVITY_TONGUE)?,
+            teeth_upper: colour(TEETH_UPPER)?,
+            teeth_lower: colour(TEETH_LOWER)?,
+            lash: colour(LASH)?,
+        };
         Ok(Self {
             geometry,
             roi,
+            whole_frame,
             frame: frame.shallow_clone(),
             roi_pixels,
-            u,
-            v,
             inside,
-            head,
-            lip_line,
-            source_gap,
-            jaw,
-            lip_band,
-            brows,
-            parallax,
+            lower,
+            upper,
+            coarse_u,
+            coarse_v,
+            coarse_head,
+            coarse_parallax,
+            colours,
         })
     }
 
@@ -256,16 +476,34 @@ impl FaceRig {
     /// Draws one frame: `(3, H, W)` float in `[0, 1]`.
     pub fn render(&self, motion: &Motion) -> Tensor {
         let _no_grad = tch::no_grad_guard();
-        let g = &self.geometry;
-        let (u, v) = (&self.u, &self.v);
-        let plane = |t: &Tensor| t.unsqueeze(0).unsqueeze(0);
-        let colour = |c: [f64; 3]| {
-            Tensor::from_slice(&c.map(|x| x as f32))
-                .to_device(u.device())
-                .view([1, 3, 1, 1])
-        };
+        let local = self.roi_pixels.copy();
+        let lower = self.finish(&self.lower.rect, self.lower_face(motion));
+        let mut target = self.lower.rect.cut(&local);
+        target.copy_(&lower.where_self(&self.lower.mine, &target));
+        if let Some(layers) = self.upper_face(motion) {
+            let upper = self.finish(&self.upper.rect, layers);
+            let mut target = self.upper.rect.cut(&local);
+            target.copy_(&upper.where_self(&self.upper.mine, &target));
+        }
+        let moved = self.move_head(&local, motion);
+        // Outside the head mask the portrait stays exactly as it was.
+        let region = moved
+            .where_self(&self.inside, &self.roi_pixels)
+            .squeeze_dim(0);
+        if self.whole_frame {
+            return region;
+        }
+        let out = self.frame.copy();
+        let mut target = self.roi.cut(&out);
+        target.copy_(&region);
+        out
+    }
 
-        // ---- pass 1: jaw remap --------------------------------------------------------
+    /// Jaw, lips and the painted cavity, on the lower region's field grid.
+    fn lower_face(&self, motion: &Motion) -> Layers {
+        let g = &self.geometry;
+        let r = &self.lower;
+        let (u, v) = (&r.u, &r.v);
         let open = f64::from(motion.mouth_open.clamp(0.0, 1.0));
         let round = f64::from(motion.mouth_round.clamp(0.0, 1.0));
         let reach =
@@ -278,26 +516,29 @@ impl FaceRig {
         // the portrait); any further opening is elliptic across the mouth.
         let wanted = open * MAX_GAP;
         let kept = (wanted / g.source_gap.max(1e-6)).min(1.0);
-        let target_gap = &self.source_gap * kept
+        let target_gap = &r.source_gap * kept
             + (1.0f64 - t.square()).clamp_min(0.0).sqrt() * (wanted - g.source_gap).max(0.0);
-        let delta = &target_gap - &self.source_gap;
+        let delta = &target_gap - &r.source_gap;
         let opening = delta.clamp_min(0.0);
         let closing = delta.clamp_max(0.0);
         // The chin follows the jaw: all of an opening, half of a closing (the upper lip
         // does the other half).
-        let centre_delta = open * MAX_GAP - g.source_gap;
-        let chin_move = &self.jaw * (centre_delta.max(0.0) + centre_delta.min(0.0) / 2.0);
+        let centre_delta = wanted - g.source_gap;
+        let chin_move = &r.jaw * (centre_delta.max(0.0) + centre_delta.min(0.0) / 2.0);
         let anchor = g.mouth_v - 0.42;
         let neck = g.chin_v + 0.55;
-        let gap_top = &self.lip_line - &self.source_gap / 2.0;
-        let gap_bottom = &self.lip_line + &self.source_gap / 2.0;
+        let gap_top = &r.lip_line - &r.source_gap / 2.0;
+        let gap_bottom = &r.lip_line + &r.source_gap / 2.0;
         // Target knots (where things end up) and source knots (where they come from);
-        // between t2 and t3 (an opening wider than the portrait's) lies the cavity.
+        // between t2 and t3 (an opening wider than the portrait's) lies the cavity. The
+        // remap is piecewise linear; a segment of zero width (lips closed over the
+        // portrait's teeth) is a jump, hence each segment's source span times a ramp that
+        // becomes a step when the segment has no width.
         let t1 = &gap_top - &closing / 2.0;
         let t2 = &gap_bottom + &closing / 2.0;
         let t3 = &t2 + &opening;
         let t4 = (&chin_move + g.chin_v).maximum(&(&t3 + 0.05));
-        let knots_target = [
+        let targets = [
             Tensor::full_like(u, anchor),
             t1,
             t2.shallow_clone(),
@@ -305,7 +546,7 @@ impl FaceRig {
             t4,
             Tensor::full_like(u, neck),
         ];
-        let knots_source = [
+        let sources = [
             Tensor::full_like(u, anchor),
             gap_top,
             gap_bottom.shallow_clone(),
@@ -313,28 +554,77 @@ impl FaceRig {
             Tensor::full_like(u, g.chin_v),
             Tensor::full_like(u, neck),
         ];
-        let mut v_source = v.shallow_clone();
+        let mut v_source = v.clamp_max(anchor) + (v.clamp_min(neck) - neck);
         for k in 0..5 {
-            let (ta, tb) = (&knots_target[k], &knots_target[k + 1]);
-            let (sa, sb) = (&knots_source[k], &knots_source[k + 1]);
-            let span = (tb - ta).clamp_min(1e-4);
-            let mapped = sa + (v - ta) * (sb - sa) / span;
-            let within = v.ge_tensor(ta).logical_and(&v.lt_tensor(tb));
-            v_source = mapped.where_self(&within, &v_source);
+            let (ta, tb) = (&targets[k], &targets[k + 1]);
+            let ramp = ((v - ta) / (tb - ta).clamp_min(1e-6)).clamp(0.0, 1.0);
+            v_source += ramp * (&sources[k + 1] - &sources[k]);
         }
-
-        // ---- lips spread or round -----------------------------------------------------
+        // Lips spread or round.
         let t_wide = (u - g.mouth_u) / g.half_width;
         let beyond = smoothstep(1.0, 1.8, &t_wide.abs());
-        let spread = t_wide.clamp(-1.0, 1.0) * (1.0f64 - beyond) * &self.lip_band * reach;
-        let u_source = u - &spread;
+        let u_source = u - t_wide.clamp(-1.0, 1.0) * (1.0f64 - beyond) * &r.lip_band * reach;
+        let mut layers = Layers::new(u_source, v_source);
 
-        // ---- brows and eyelids --------------------------------------------------------
+        // Nothing to paint unless the mouth opens wider than the portrait's.
+        if centre_delta <= 0.0 {
+            return layers;
+        }
+        // Paint the opened mouth: dark inside, the lips' inner side at the edges, the
+        // tongue low in a wide mouth.
+        let c = &self.colours;
+        let gap_px = (&t3 - &t2) * g.iod;
+        let from_top = (v - &t2) * g.iod; // pixels below the upper edge of the opening
+        let from_bottom = (&t3 - v) * g.iod; // pixels above the lower lip
+        let inside_gap = (&from_top + 0.5).clamp(0.0, 1.0) * (&from_bottom + 0.5).clamp(0.0, 1.0);
+        // No paint for sub-pixel openings: they would read as lines, not as a mouth.
+        let cavity_alpha = &inside_gap * ((&gap_px - 0.6).clamp(0.0, 1.0));
+        let edge = from_top.minimum(&from_bottom);
+        let depth = (v - &t2) / (&t3 - &t2).clamp_min(1e-4);
+        let tongue =
+            smoothstep(0.55, 1.0, &depth) * smoothstep(0.12 * g.iod, 0.25 * g.iod, &gap_px);
+        let cavity = &c.lip
+            + (&c.dark - &c.lip) * plane(&smoothstep(0.0, 2.5, &edge))
+            + (&c.tongue - &c.dark) * plane(&(tongue * 0.7));
+        layers.paint(&cavity, &cavity_alpha);
+        // Teeth, in the middle of the mouth only: the lower row above the lower lip once
+        // the mouth is well open; the upper row only where the portrait shows none.
+        let middle = 1.0f64 - smoothstep(0.45, 0.75, &t.abs());
+        if centre_delta > 0.18 {
+            let lower_teeth = (&from_bottom - 0.2).clamp(0.0, 1.0)
+                * (1.0f64 - (&from_bottom - 0.035 * g.iod).clamp(0.0, 1.0))
+                * smoothstep(0.18 * g.iod, 0.28 * g.iod, &gap_px)
+                * &middle
+                * &cavity_alpha
+                * 0.5;
+            layers.paint(&c.teeth_lower, &lower_teeth);
+        }
+        if g.source_gap < 0.04 {
+            let band = (&gap_px * 0.3).clamp_max(0.075 * g.iod);
+            let upper_teeth = (&from_top - 0.2).clamp(0.0, 1.0)
+                * (1.0f64 - (&from_top - &band).clamp(0.0, 1.0))
+                * smoothstep(0.08 * g.iod, 0.16 * g.iod, &gap_px)
+                * &middle
+                * &cavity_alpha;
+            layers.paint(&c.teeth_upper, &upper_teeth);
+        }
+        layers
+    }
+
+    /// Eyelids and brows on the upper region's field grid, or `None` when both rest.
+    fn upper_face(&self, motion: &Motion) -> Option<Layers> {
         let brow = f64::from(motion.brow_raise.clamp(0.0, 1.0)) * BROW_LIFT;
-        let mut v_source = v_source + &self.brows * brow;
+        let blinks = [(-0.5, motion.blink_left), (0.5, motion.blink_right)];
+        if brow <= 0.0 && blinks.iter().all(|(_, b)| *b <= 0.0) {
+            return None;
+        }
+        let g = &self.geometry;
+        let r = &self.upper;
+        let (u, v) = (&r.u, &r.v);
+        let mut v_source = v + &r.brows * brow;
         let feather = 0.8 / g.iod; // about one pixel, in face units
         let mut lashes = Tensor::zeros_like(u);
-        for (eye_u, blink) in [(-0.5, motion.blink_left), (0.5, motion.blink_right)] {
+        for (eye_u, blink) in blinks {
             let blink = f64::from(blink.clamp(0.0, 1.0));
             if blink <= 0.0 {
                 continue;
@@ -359,87 +649,87 @@ impl FaceRig {
                 * ((blink * 1.6).min(1.0) * 0.75);
             lashes = lashes.maximum(&line);
         }
-        let warped = self.sample(&self.roi_pixels, &u_source, &v_source);
+        let mut layers = Layers::new(u.shallow_clone(), v_source);
+        layers.paint(&self.colours.lash, &lashes);
+        Some(layers)
+    }
 
-        // ---- paint the opened mouth and the lash lines --------------------------------
-        let gap_px = (&t3 - &t2) * g.iod;
-        let from_top = (v - &t2) * g.iod; // pixels below the upper edge of the opening
-        let from_bottom = (&t3 - v) * g.iod; // pixels above the lower lip
-        let inside_gap = smoothstep(-0.5, 0.5, &from_top) * smoothstep(-0.5, 0.5, &from_bottom);
-        // No paint for sub-pixel openings: they would read as lines, not as a mouth.
-        let cavity_alpha = &inside_gap * smoothstep(0.6, 1.6, &gap_px);
-        // Dark inside, the lips' inner side at the edges, the tongue low in a wide mouth.
-        let edge = from_top.minimum(&from_bottom);
-        let depth = (v - &t2) / (&t3 - &t2).clamp_min(1e-4);
-        let tongue =
-            smoothstep(0.55, 1.0, &depth) * smoothstep(0.12 * g.iod, 0.25 * g.iod, &gap_px);
-        let cavity = colour(CAVITY_LIP)
-            + (colour(CAVITY_DARK) - colour(CAVITY_LIP)) * plane(&smoothstep(0.0, 2.5, &edge))
-            + (colour(CAVITY_TONGUE) - colour(CAVITY_DARK)) * plane(&(tongue * 0.7));
-        let mut painted = &warped + (&cavity - &warped) * plane(&cavity_alpha);
-        // Teeth, in the middle of the mouth only: the lower row above the lower lip once
-        // the mouth is well open; the upper row only where the portrait shows none.
-        let middle = 1.0f64 - smoothstep(0.45, 0.75, &t.abs());
-        let lower_teeth = smoothstep(0.2, 1.0, &from_bottom)
-            * (1.0f64 - smoothstep(0.035 * g.iod, 0.035 * g.iod + 1.0, &from_bottom))
-            * smoothstep(0.18 * g.iod, 0.28 * g.iod, &gap_px)
-            * &middle
-            * &cavity_alpha
-            * 0.5;
-        painted = &painted + (colour(TEETH_LOWER) - &painted) * plane(&lower_teeth);
-        if g.source_gap < 0.04 {
-            let band = (&gap_px * 0.3).clamp_max(0.075 * g.iod);
-            let upper_teeth = smoothstep(0.2, 1.0, &from_top)
-                * (1.0f64 - smoothstep(0.0, 1.0, &(&from_top - &band)))
-                * smoothstep(0.08 * g.iod, 0.16 * g.iod, &gap_px)
-                * &middle
-                * &cavity_alpha;
-            painted = &painted + (colour(TEETH_UPPER) - &painted) * plane(&upper_teeth);
+    /// Samples the portrait for a region pass and paints its layers over it, at full
+    /// resolution: `(1, 3, h, w)` for the region `rect`.
+    fn finish(&self, rect: &Rect, layers: Layers) -> Tensor {
+        let (height, width) = (rect.height, rect.width);
+        let coarse = layers.u_source.size() != [height, width];
+        let fine = |t: &Tensor| {
+            if coarse {
+                t.upsample_bilinear2d([height, width], true, None, None)
+            } else {
+                t.shallow_clone()
+            }
+        };
+        let grid = fine(&self.grid(&layers.u_source, &layers.v_source));
+        let sampled = self
+            .roi_pixels
+            .grid_sampler_2d(&grid.permute([0, 2, 3, 1]), 0, 1, false);
+        if !layers.painted {
+            return sampled;
         }
-        painted = &painted + (colour(LASH) - &painted) * plane(&lashes);
+        sampled * fine(&layers.transmittance) + fine(&layers.colour)
+    }
 
-        // ---- pass 2: head motion ------------------------------------------------------
+    /// Head motion over the whole ROI: `image` resampled `(1, 3, h, w)`.
+    fn move_head(&self, image: &Tensor, motion: &Motion) -> Tensor {
+        let still = [
+            motion.yaw,
+            motion.pitch,
+            motion.roll,
+            motion.shift_x,
+            motion.shift_y,
+        ]
+        .iter()
+        .all(|x| *x == 0.0);
+        if still {
+            return image.shallow_clone();
+        }
+        let g = &self.geometry;
+        let (u, v) = (&self.coarse_u, &self.coarse_v);
         let pivot_v = g.chin_v + 0.6;
         let (roll_sin, roll_cos) = f64::from(motion.roll).sin_cos();
         let pv = v - pivot_v;
         let roll_du = u * (roll_cos - 1.0) - &pv * roll_sin;
         let roll_dv = u * roll_sin + &pv * (roll_cos - 1.0);
-        let yaw = f64::from(motion.yaw);
-        let pitch = f64::from(motion.pitch);
+        let (yaw, pitch) = (f64::from(motion.yaw), f64::from(motion.pitch));
         let du = (roll_du
-            + &self.parallax * (yaw * YAW_PARALLAX)
+            + &self.coarse_parallax * (yaw * YAW_PARALLAX)
             + (yaw * 0.25 + f64::from(motion.shift_x)))
-            * &self.head;
+            * &self.coarse_head;
         let dv = (roll_dv
-            + &self.parallax * (pitch * PITCH_PARALLAX)
+            + &self.coarse_parallax * (pitch * PITCH_PARALLAX)
             + (pitch * 0.2 + f64::from(motion.shift_y)))
-            * &self.head;
-        let moved = self.sample(&painted, &(u - du), &(v - dv));
-
-        // ---- composite: outside the head mask the portrait stays exactly as it was ------
-        let inside = plane(&self.inside);
-        let region = &moved * &inside + &self.roi_pixels * (1.0f64 - &inside);
-        let out = self.frame.copy();
-        out.narrow(1, self.roi.top, self.roi.height)
-            .narrow(2, self.roi.left, self.roi.width)
-            .copy_(&region.squeeze_dim(0));
-        out
+            * &self.coarse_head;
+        // The sampling grid itself is smooth: interpolate it (corner-aligned, exact at
+        // the coarse points, which sit on the first and last pixel centres).
+        let grid = self.grid(&(u - du), &(v - dv)).upsample_bilinear2d(
+            [self.roi.height, self.roi.width],
+            true,
+            None,
+            None,
+        );
+        image.grid_sampler_2d(&grid.permute([0, 2, 3, 1]), 0, 1, false)
     }
 
-    /// Bilinear samples of `image` (`(1, 3, h, w)`, the ROI) at face coordinates.
-    fn sample(&self, image: &Tensor, u: &Tensor, v: &Tensor) -> Tensor {
+    /// grid_sample coordinates `(1, 2, h, w)` (x then y, in [-1, 1] over the ROI, pixel
+    /// centres at half steps: align_corners=false) of face points.
+    fn grid(&self, u: &Tensor, v: &Tensor) -> Tensor {
         let g = &self.geometry;
         let x = (u * g.cos - v * g.sin) * g.iod + (f64::from(g.origin.x) - self.roi.left as f64);
         let y = (u * g.sin + v * g.cos) * g.iod + (f64::from(g.origin.y) - self.roi.top as f64);
-        let grid = Tensor::stack(
+        Tensor::stack(
             &[
                 x * (2.0 / self.roi.width as f64) - 1.0,
                 y * (2.0 / self.roi.height as f64) - 1.0,
             ],
-            -1,
+            0,
         )
-        .unsqueeze(0);
-        // bilinear (0), border padding (1), align_corners=false.
-        image.grid_sampler_2d(&grid, 0, 1, false)
+        .unsqueeze(0)
     }
 }
