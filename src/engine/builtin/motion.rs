@@ -7,8 +7,18 @@ use super::mouth::MouthOutput;
 use crate::engine::{Motion, MotionControls};
 
 /// Below this level (dBFS over the frame) the mouth is closed whatever the model says:
-/// digital silence and room hiss do not move lips.
+/// digital silence does not move lips.
 const SILENCE_DB: f32 = -55.0;
+/// The mouth follows the model only for audio this far above the noise floor (dB): it
+/// starts to open at the first, fully at the second. Room hiss, fans and a noisy
+/// microphone do not move lips, whatever their level.
+const ABOVE_FLOOR_DB: (f32, f32) = (6.0, 12.0);
+/// The noise floor is the quietest frame not heard as voice within this many seconds:
+/// it knows the background from the first such frame, falls at once and rises only
+/// once the background has been louder for this long.
+const FLOOR_WINDOW_S: f64 = 2.0;
+/// Floor assumed before any background has been heard (a quiet room), dBFS.
+const DEFAULT_FLOOR_DB: f32 = -65.0;
 /// The voice probability at which the mouth starts / fully follows the model.
 const VOICE_OFF: f32 = 0.2;
 const VOICE_ON: f32 = 0.55;
@@ -76,6 +86,8 @@ pub struct MotionGenerator {
     speaking: f64,
     /// Slow average of the level, to find emphasis (syllables louder than usual).
     level_average: f32,
+    /// Recent background levels: (time, dBFS) of frames not heard as voice.
+    background: std::collections::VecDeque<(f64, f32)>,
     nod: f64,
     brow: f64,
     head: [Drift; 5],
@@ -96,6 +108,7 @@ impl MotionGenerator {
             blink: None,
             speaking: 0.0,
             level_average: -40.0,
+            background: std::collections::VecDeque::new(),
             nod: 0.0,
             brow: 0.0,
             head: [Drift::default(); 5],
@@ -121,10 +134,31 @@ impl MotionGenerator {
         self.time += dt;
 
         // ---- mouth: gated by voice and level, no quiver -------------------------------
+        // The noise floor: frames heard as voice do not count, so a long sung note does
+        // not become "background".
+        if mouth.voice < 0.5 {
+            self.background.push_back((self.time, level_db));
+        }
+        while self
+            .background
+            .front()
+            .is_some_and(|(t, _)| *t < self.time - FLOOR_WINDOW_S)
+        {
+            self.background.pop_front();
+        }
+        let floor = self
+            .background
+            .iter()
+            .map(|(_, level)| *level)
+            .reduce(f32::min)
+            .unwrap_or(DEFAULT_FLOOR_DB);
+        let above_floor = ((level_db - floor - ABOVE_FLOOR_DB.0)
+            / (ABOVE_FLOOR_DB.1 - ABOVE_FLOOR_DB.0))
+            .clamp(0.0, 1.0);
         let gate = if level_db < SILENCE_DB {
             0.0
         } else {
-            ((mouth.voice - VOICE_OFF) / (VOICE_ON - VOICE_OFF)).clamp(0.0, 1.0)
+            ((mouth.voice - VOICE_OFF) / (VOICE_ON - VOICE_OFF)).clamp(0.0, 1.0) * above_floor
         };
         // Pressed lips (/p b m/) close the mouth whatever the opening regression says.
         let open = mouth.open * gate * (1.0 - mouth.closure);

@@ -1,6 +1,6 @@
 //! The mouth model: from 310 ms of log-mel features around a moment (200 ms before,
 //! up to 100 ms after) to the mouth's shape at that moment, plus whether someone is
-//! speaking or singing. A small dilated 1-D convolution network (about 150k weights),
+//! speaking or singing. A small dilated 1-D convolution network (115k weights),
 //! trained here on synthetic speech (tools/builtin/train.rs, `make train-builtin`).
 //!
 //! Frames after the available lookahead are masked out (zeros plus a mask channel), as
