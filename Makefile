@@ -10,7 +10,7 @@ export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 # The demo and tests run on every core the machine has.
 CARGO_FEATURES = $$(test "$$(cat .venv/torch-set 2>/dev/null)" = cuda && echo --features cuda)
 
-.PHONY: setup setup-tts build demo test lint bench clean train-builtin eval-builtin
+.PHONY: setup setup-tts build demo test lint bench clean train-builtin eval-builtin parity-liveportrait
 
 # The builtin engine's mouth model: data, training, evaluation (see docs/builtin-eval).
 BUILTIN_DATA := data/builtin
@@ -61,6 +61,11 @@ eval-builtin: setup-tts
 	test -f $(BUILTIN_DATA)/manifest.json || \
 	    python3 tools/builtin/make_data.py $(BUILTIN_DATA) --seed $(BUILTIN_SEED)
 	./target/release/vasafacegen-eval-builtin --data $(BUILTIN_DATA) --out docs/builtin-eval
+
+# Parity of the LivePortrait networks with the reference, on the fixture set at
+# $(VASAFACEGEN_FIXTURES) (default ../shared/fixtures); `make test` runs it too.
+parity-liveportrait: setup
+	cargo test --release --locked $(CARGO_FEATURES) --test liveportrait_parity
 
 clean:
 	cargo clean

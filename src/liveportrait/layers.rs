@@ -1,0 +1,216 @@
+//! The building blocks of LivePortrait's networks, as plain tensors with a forward
+//! function each, named by the keys of the official checkpoints.
+
+use tch::Tensor;
+
+use super::weights::{Weights, WeightsError};
+
+type Result<T> = std::result::Result<T, WeightsError>;
+
+/// A 2-D or 3-D convolution (`kernel.len()` says which), stride 1 unless given.
+pub struct Conv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: Vec<i64>,
+    padding: Vec<i64>,
+    dilation: Vec<i64>,
+    groups: i64,
+}
+
+pub struct ConvSpec<'a> {
+    pub kernel: &'a [i64],
+    pub stride: i64,
+    pub padding: i64,
+    pub dilation: i64,
+    pub groups: i64,
+    pub bias: bool,
+}
+
+impl ConvSpec<'_> {
+    pub const fn new(kernel: &[i64], padding: i64) -> ConvSpec<'_> {
+        ConvSpec {
+            kernel,
+            stride: 1,
+            padding,
+            dilation: 1,
+            groups: 1,
+            bias: true,
+        }
+    }
+}
+
+impl Conv {
+    pub fn new(
+        w: &mut Weights,
+        key: &str,
+        cin: i64,
+        cout: i64,
+        spec: ConvSpec<'_>,
+    ) -> Result<Self> {
+        let mut shape = vec![cout, cin / spec.groups];
+        shape.extend_from_slice(spec.kernel);
+        let weight = w.take(&format!("{key}.weight"), &shape)?;
+        Self::with_weight(w, key, weight, cout, spec)
+    }
+
+    /// A spectrally normalised convolution (`weight_orig`, `weight_u`, `weight_v`), its
+    /// weight folded once: W = W_orig / (u . (W_orig v)), as eval() computes it (no power
+    /// iteration).
+    pub fn spectral(
+        w: &mut Weights,
+        key: &str,
+        cin: i64,
+        cout: i64,
+        spec: ConvSpec<'_>,
+    ) -> Result<Self> {
+        let mut shape = vec![cout, cin / spec.groups];
+        shape.extend_from_slice(spec.kernel);
+        let original = w.take(&format!("{key}.weight_orig"), &shape)?;
+        let columns: i64 = shape[1..].iter().product();
+        let u = w.take(&format!("{key}.weight_u"), &[cout])?;
+        let v = w.take(&format!("{key}.weight_v"), &[columns])?;
+        let sigma = u.dot(&original.view([cout, columns]).mv(&v));
+        let weight = &original / sigma;
+        Self::with_weight(w, key, weight, cout, spec)
+    }
+
+    fn with_weight(
+        w: &mut Weights,
+        key: &str,
+        weight: Tensor,
+        cout: i64,
+        spec: ConvSpec<'_>,
+    ) -> Result<Self> {
+        let bias = if spec.bias {
+            Some(w.take(&format!("{key}.bias"), &[cout])?)
+        } else {
+            None
+        };
+        let dims = spec.kernel.len();
+        Ok(Self {
+            weight,
+            bias,
+            stride: vec![spec.stride; dims],
+            padding: vec![spec.padding; dims],
+            dilation: vec![spec.dilation; dims],
+            groups: spec.groups,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        if self.stride.len() == 3 {
+            x.conv3d(
+                &self.weight,
+                self.bias.as_ref(),
+                self.stride.as_slice(),
+                self.padding.as_slice(),
+                self.dilation.as_slice(),
+                self.groups,
+            )
+        } else {
+            x.conv2d(
+                &self.weight,
+                self.bias.as_ref(),
+                self.stride.as_slice(),
+                self.padding.as_slice(),
+                self.dilation.as_slice(),
+                self.groups,
+            )
+        }
+    }
+}
+
+/// BatchNorm (2-D or 3-D) in eval mode: the running statistics.
+pub struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    mean: Tensor,
+    var: Tensor,
+}
+
+impl BatchNorm {
+    pub fn new(w: &mut Weights, key: &str, channels: i64) -> Result<Self> {
+        let norm = Self {
+            weight: w.take(&format!("{key}.weight"), &[channels])?,
+            bias: w.take(&format!("{key}.bias"), &[channels])?,
+            mean: w.take(&format!("{key}.running_mean"), &[channels])?,
+            var: w.take(&format!("{key}.running_var"), &[channels])?,
+        };
+        w.skip(&format!("{key}.num_batches_tracked"));
+        Ok(norm)
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.batch_norm(
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.mean),
+            Some(&self.var),
+            false,
+            0.1,
+            1e-5,
+            true,
+        )
+    }
+}
+
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    pub fn new(w: &mut Weights, key: &str, fin: i64, fout: i64) -> Result<Self> {
+        Ok(Self {
+            weight: w.take(&format!("{key}.weight"), &[fout, fin])?,
+            bias: w.take(&format!("{key}.bias"), &[fout])?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, Some(&self.bias))
+    }
+}
+
+/// LayerNorm over the last dimension (channels last).
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(w: &mut Weights, key: &str, channels: i64, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: w.take(&format!("{key}.weight"), &[channels])?,
+            bias: w.take(&format!("{key}.bias"), &[channels])?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let channels = self.weight.size()[0];
+        x.layer_norm(
+            [channels],
+            Some(&self.weight),
+            Some(&self.bias),
+            self.eps,
+            true,
+        )
+    }
+
+    /// Over dimension 1 of (N, C, H, W), computed as the reference's channels-first
+    /// variant does (mean, biased variance, then the affine).
+    pub fn forward_channels_first(&self, x: &Tensor) -> Tensor {
+        let mean = x.mean_dim(1, true, None);
+        let centred = x - &mean;
+        let var = centred.pow_tensor_scalar(2).mean_dim(1, true, None);
+        let normalised = centred / (var + self.eps).sqrt();
+        self.weight.view([1, -1, 1, 1]) * normalised + self.bias.view([1, -1, 1, 1])
+    }
+}
+
+/// InstanceNorm without affine parameters (eps 1e-5).
+pub fn instance_norm(x: &Tensor) -> Tensor {
+    x.instance_norm(None::<&Tensor>, None, None, None, true, 0.1, 1e-5, true)
+}

@@ -1,0 +1,197 @@
+//! LivePortrait's networks (MIT; KwaiVGI/LivePortrait), re-implemented with libtorch so
+//! that the official checkpoints, converted once into a model bundle
+//! (tools/liveportrait/convert.py), run with no Python: the appearance feature
+//! extractor F, the motion extractor M, the warping module W, the SPADE generator G, and
+//! the stitching and retargeting MLPs S, with the keypoint algebra that joins them.
+//!
+//! No GStreamer here: the element drives these through the engine interface.
+
+pub mod appearance;
+pub mod config;
+pub mod layers;
+pub mod motion;
+pub mod spade;
+pub mod stitching;
+pub mod warping;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+pub use self::appearance::AppearanceFeatureExtractor;
+pub use self::config::LivePortraitConfig;
+pub use self::motion::MotionExtractor;
+pub use self::spade::SpadeGenerator;
+pub use self::stitching::StitchingRetargeting;
+pub use self::warping::WarpingModule;
+use self::weights::{Weights, WeightsError};
+
+/// Written into every bundle manifest; a bundle of another format is refused.
+pub const BUNDLE_FORMAT: &str = "vasafacegen-bundle";
+pub const BUNDLE_VERSION: u32 = 1;
+
+/// The renderer's components: (bundle file stem, official checkpoint file).
+pub const COMPONENTS: [(&str, &str); 5] = [
+    (
+        "appearance_feature_extractor",
+        "appearance_feature_extractor.pth",
+    ),
+    ("motion_extractor", "motion_extractor.pth"),
+    ("warping_module", "warping_module.pth"),
+    ("spade_generator", "spade_generator.pth"),
+    (
+        "stitching_retargeting_module",
+        "stitching_retargeting_module.pth",
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{path}: {detail}")]
+    Manifest { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+}
+
+/// `manifest.json` of a model bundle (the part this module reads).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleManifest {
+    pub format: String,
+    pub version: u32,
+    /// Component name -> safetensors file in the bundle.
+    pub components: std::collections::BTreeMap<String, String>,
+    pub liveportrait_config: Option<LivePortraitConfig>,
+}
+
+impl BundleManifest {
+    pub fn read(dir: &Path) -> Result<Self, BundleError> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|err| BundleError::Manifest {
+            path: path.clone(),
+            detail: format!("cannot read the bundle manifest ({err}); make a bundle with tools/liveportrait/convert.py"),
+        })?;
+        let manifest: Self = serde_json::from_str(&text).map_err(|err| BundleError::Manifest {
+            path: path.clone(),
+            detail: format!("not a valid bundle manifest ({err})"),
+        })?;
+        if manifest.format != BUNDLE_FORMAT || manifest.version != BUNDLE_VERSION {
+            return Err(BundleError::Manifest {
+                path,
+                detail: format!(
+                    "format {:?} version {}, expected {BUNDLE_FORMAT:?} version {BUNDLE_VERSION}",
+                    manifest.format, manifest.version
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+}
+
+/// All of LivePortrait's networks, on one device.
+pub struct LivePortrait {
+    pub config: LivePortraitConfig,
+    pub appearance: AppearanceFeatureExtractor,
+    pub motion: MotionExtractor,
+    pub warping: WarpingModule,
+    pub generator: SpadeGenerator,
+    pub stitching: StitchingRetargeting,
+}
+
+impl LivePortrait {
+    /// Loads the renderer of a bundle directory.
+    pub fn load_bundle(dir: &Path, device: Device) -> Result<Self, BundleError> {
+        let manifest = BundleManifest::read(dir)?;
+        let path = dir.join("manifest.json");
+        let config = manifest
+            .liveportrait_config
+            .clone()
+            .ok_or_else(|| BundleError::Manifest {
+                path: path.clone(),
+                detail: "the bundle has no LivePortrait renderer (no liveportrait_config)".into(),
+            })?;
+        let file = |name: &str| -> Result<PathBuf, BundleError> {
+            manifest
+                .components
+                .get(name)
+                .map(|f| dir.join(f))
+                .ok_or_else(|| BundleError::Manifest {
+                    path: path.clone(),
+                    detail: format!("component {name} is missing"),
+                })
+        };
+        Self::load_files(&config, |name| {
+            Weights::load(&file(name)?, device).map_err(BundleError::from)
+        })
+    }
+
+    /// Builds every network from the weights `open` gives for each component name,
+    /// requiring every tensor to be used.
+    pub fn load_files(
+        config: &LivePortraitConfig,
+        mut open: impl FnMut(&str) -> Result<Weights, BundleError>,
+    ) -> Result<Self, BundleError> {
+        let mut w = open("appearance_feature_extractor")?;
+        let appearance =
+            AppearanceFeatureExtractor::new(&mut w, &config.appearance_feature_extractor_params)?;
+        w.finish()?;
+        let mut w = open("motion_extractor")?;
+        let motion = MotionExtractor::new(&mut w, &config.motion_extractor_params)?;
+        w.finish()?;
+        let mut w = open("warping_module")?;
+        let warping = WarpingModule::new(&mut w, &config.warping_module_params)?;
+        w.finish()?;
+        let mut w = open("spade_generator")?;
+        let generator = SpadeGenerator::new(&mut w, &config.spade_generator_params)?;
+        w.finish()?;
+        let mut w = open("stitching_retargeting_module")?;
+        let stitching =
+            StitchingRetargeting::new(&mut w, &config.stitching_retargeting_module_params)?;
+        w.finish()?;
+        Ok(Self {
+            config: config.clone(),
+            appearance,
+            motion,
+            warping,
+            generator,
+            stitching,
+        })
+    }
+
+    /// Every (component, key, shape) the networks of `config` have, as the official
+    /// checkpoint files name them (spectral-norm triples and BatchNorm counters
+    /// included; counters have shape []).
+    pub fn parameter_list(
+        config: &LivePortraitConfig,
+    ) -> Result<Vec<(String, String, Vec<i64>)>, BundleError> {
+        let mut all = Vec::new();
+        let mut record = |name: &str,
+                          build: &dyn Fn(&mut Weights) -> Result<(), WeightsError>|
+         -> Result<(), BundleError> {
+            let mut w = Weights::recorder(name);
+            build(&mut w)?;
+            for (key, shape) in w.finish()? {
+                all.push((name.to_string(), key, shape));
+            }
+            Ok(())
+        };
+        record("appearance_feature_extractor", &|w| {
+            AppearanceFeatureExtractor::new(w, &config.appearance_feature_extractor_params)
+                .map(drop)
+        })?;
+        record("motion_extractor", &|w| {
+            MotionExtractor::new(w, &config.motion_extractor_params).map(drop)
+        })?;
+        record("warping_module", &|w| {
+            WarpingModule::new(w, &config.warping_module_params).map(drop)
+        })?;
+        record("spade_generator", &|w| {
+            SpadeGenerator::new(w, &config.spade_generator_params).map(drop)
+        })?;
+        record("stitching_retargeting_module", &|w| {
+            StitchingRetargeting::new(w, &config.stitching_retargeting_module_params).map(drop)
+        })?;
+        Ok(all)
+    }
+}

@@ -1,0 +1,156 @@
+//! Named weights of one network component, taken key by key as the modules are built,
+//! with every expected shape checked: a missing key, a wrong shape or a key no module
+//! asked for is an error naming the file, the key and the expected shape.
+//!
+//! The same building code also runs against a [`Weights::recorder`], which hands out
+//! uninitialised tensors and writes down every (key, shape) asked for: that is how the
+//! official-size parameter lists are checked without the official files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("cannot read {file}: {detail}")]
+    Read { file: PathBuf, detail: String },
+    #[error("{file}: tensor {key} is missing (expected shape {expected:?})")]
+    Missing {
+        file: PathBuf,
+        key: String,
+        expected: Vec<i64>,
+    },
+    #[error("{file}: tensor {key} has shape {found:?}, expected {expected:?}")]
+    Shape {
+        file: PathBuf,
+        key: String,
+        expected: Vec<i64>,
+        found: Vec<i64>,
+    },
+    #[error("{file}: tensor {key} is {found:?}, expected a floating-point tensor")]
+    Kind {
+        file: PathBuf,
+        key: String,
+        found: Kind,
+    },
+    #[error(
+        "{file}: {count} tensor(s) that this network does not have, e.g. {first} \
+         (a file for another network or another size?)"
+    )]
+    Unexpected {
+        file: PathBuf,
+        count: usize,
+        first: String,
+    },
+}
+
+pub struct Weights {
+    file: PathBuf,
+    device: Device,
+    /// `None` when recording shapes.
+    tensors: Option<BTreeMap<String, Tensor>>,
+    used: BTreeSet<String>,
+    recorded: Vec<(String, Vec<i64>)>,
+}
+
+impl Weights {
+    /// The tensors of a safetensors file.
+    pub fn load(file: &Path, device: Device) -> Result<Self, WeightsError> {
+        if !file.is_file() {
+            return Err(WeightsError::Read {
+                file: file.to_path_buf(),
+                detail: "no such file".into(),
+            });
+        }
+        let tensors = Tensor::read_safetensors(file).map_err(|err| WeightsError::Read {
+            file: file.to_path_buf(),
+            detail: format!("not a valid safetensors file ({err})"),
+        })?;
+        Ok(Self::from_tensors(file, tensors, device))
+    }
+
+    /// Tensors already in memory, named as if read from `file` (for messages).
+    pub fn from_tensors(
+        file: &Path,
+        tensors: impl IntoIterator<Item = (String, Tensor)>,
+        device: Device,
+    ) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            device,
+            tensors: Some(tensors.into_iter().collect()),
+            used: BTreeSet::new(),
+            recorded: Vec::new(),
+        }
+    }
+
+    /// Records the (key, shape) of every tensor asked for; hands out uninitialised
+    /// tensors.
+    pub fn recorder(name: &str) -> Self {
+        Self {
+            file: PathBuf::from(name),
+            device: Device::Cpu,
+            tensors: None,
+            used: BTreeSet::new(),
+            recorded: Vec::new(),
+        }
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The float tensor `key`, which must have `shape`, on the device, as float32.
+    pub fn take(&mut self, key: &str, shape: &[i64]) -> Result<Tensor, WeightsError> {
+        self.recorded.push((key.to_string(), shape.to_vec()));
+        let Some(tensors) = &self.tensors else {
+            return Ok(Tensor::empty(shape, (Kind::Float, Device::Cpu)));
+        };
+        let tensor = tensors.get(key).ok_or_else(|| WeightsError::Missing {
+            file: self.file.clone(),
+            key: key.to_string(),
+            expected: shape.to_vec(),
+        })?;
+        if tensor.size() != shape {
+            return Err(WeightsError::Shape {
+                file: self.file.clone(),
+                key: key.to_string(),
+                expected: shape.to_vec(),
+                found: tensor.size(),
+            });
+        }
+        if !tensor.is_floating_point() {
+            return Err(WeightsError::Kind {
+                file: self.file.clone(),
+                key: key.to_string(),
+                found: tensor.kind(),
+            });
+        }
+        self.used.insert(key.to_string());
+        Ok(tensor.to_kind(Kind::Float).to_device(self.device))
+    }
+
+    /// Marks `key` as known without using it (BatchNorm's `num_batches_tracked`).
+    pub fn skip(&mut self, key: &str) {
+        self.recorded.push((key.to_string(), Vec::new()));
+        if self.tensors.as_ref().is_some_and(|t| t.contains_key(key)) {
+            self.used.insert(key.to_string());
+        }
+    }
+
+    /// Every tensor of the file must have been taken.
+    pub fn finish(self) -> Result<Vec<(String, Vec<i64>)>, WeightsError> {
+        if let Some(tensors) = &self.tensors {
+            let unused: Vec<&String> = tensors.keys().filter(|k| !self.used.contains(*k)).collect();
+            if let Some(first) = unused.first() {
+                return Err(WeightsError::Unexpected {
+                    file: self.file.clone(),
+                    count: unused.len(),
+                    first: (*first).clone(),
+                });
+            }
+        }
+        Ok(self.recorded)
+    }
+}

@@ -1,0 +1,407 @@
+//! Parity of the LivePortrait networks with the reference implementation, on the
+//! fixture set at `$VASAFACEGEN_FIXTURES/liveportrait` (default ../shared/fixtures):
+//! random weights in the official checkpoint formats, converted by the same command a
+//! user runs on the official files, and the reference's recorded tensors. Tolerances are
+//! the fixture README's: |a - b| <= atol + 1e-4 |b|. A missing fixture set fails.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use gstvasafacegen::liveportrait::stitching::{bins_to_degrees, rotation, transform_keypoints};
+use gstvasafacegen::liveportrait::weights::WeightsError;
+use gstvasafacegen::liveportrait::{BundleError, LivePortrait, LivePortraitConfig};
+use tch::{Device, Tensor};
+
+fn fixtures() -> PathBuf {
+    let root = std::env::var_os("VASAFACEGEN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    let dir = root.join("liveportrait");
+    assert!(
+        dir.join("io.safetensors").is_file(),
+        "no LivePortrait fixtures at {} (set VASAFACEGEN_FIXTURES)",
+        dir.display()
+    );
+    dir
+}
+
+/// The fixture checkpoints converted into a bundle, once per test process.
+fn bundle() -> &'static Path {
+    static BUNDLE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    BUNDLE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("bundle");
+            let status = std::process::Command::new("python3")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/liveportrait/convert.py"))
+                .arg("--checkpoints")
+                .arg(fixtures())
+                .arg("--config")
+                .arg(fixtures().join("config.json"))
+                .arg("--out")
+                .arg(&out)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("python3 runs");
+            assert!(
+                status.success(),
+                "the converter failed on the fixture checkpoints"
+            );
+            dir
+        })
+        .path()
+        .join("bundle")
+        .leak()
+}
+
+fn model() -> LivePortrait {
+    tch::set_num_threads(1);
+    LivePortrait::load_bundle(bundle(), Device::Cpu).expect("the fixture bundle loads")
+}
+
+struct Io(HashMap<String, Tensor>);
+
+// Tensors are only read after loading.
+unsafe impl Sync for Io {}
+unsafe impl Send for Io {}
+
+fn io() -> &'static Io {
+    static IO: OnceLock<Io> = OnceLock::new();
+    IO.get_or_init(|| {
+        Io(Tensor::read_safetensors(fixtures().join("io.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect())
+    })
+}
+
+fn stored(name: &str) -> Tensor {
+    io().0
+        .get(name)
+        .unwrap_or_else(|| panic!("io.safetensors has no {name}"))
+        .shallow_clone()
+}
+
+/// Asserts |actual - expected| <= atol + 1e-4 |expected| everywhere.
+fn check(name: &str, actual: &Tensor, atol: f64) {
+    let expected = stored(name);
+    assert_eq!(actual.size(), expected.size(), "{name}: shape");
+    let excess = (actual - &expected).abs() - (expected.abs() * 1e-4 + atol);
+    let worst = excess.max().double_value(&[]);
+    let diff = (actual - &expected).abs().max().double_value(&[]);
+    assert!(
+        worst <= 0.0,
+        "{name}: max |diff| {diff:e} beyond atol {atol:e}"
+    );
+    eprintln!("{name}: max |diff| {diff:.2e} (atol {atol:.0e})");
+}
+
+fn no_grad() -> tch::NoGradGuard {
+    tch::no_grad_guard()
+}
+
+#[test]
+fn appearance_feature_volume() {
+    let _g = no_grad();
+    check(
+        "f_s",
+        &model().appearance.forward(&stored("source_image")),
+        2e-6,
+    );
+}
+
+#[test]
+fn motion_extractor_heads_pose_and_source_keypoints() {
+    let _g = no_grad();
+    let m = model().motion.forward(&stored("source_image"));
+    check("me_pitch", &m.pitch, 3e-6);
+    check("me_yaw", &m.yaw, 3e-6);
+    check("me_roll", &m.roll, 3e-6);
+    check("me_t", &m.t, 1e-6);
+    check("me_exp", &m.exp, 1e-6);
+    check("me_scale", &m.scale, 1e-6);
+    check("me_kp", &m.kp, 2e-6);
+    let (pitch, yaw, roll) = (
+        bins_to_degrees(&m.pitch),
+        bins_to_degrees(&m.yaw),
+        bins_to_degrees(&m.roll),
+    );
+    check("pitch_deg", &pitch, 8e-5);
+    check("yaw_deg", &yaw, 5e-5);
+    check("roll_deg", &roll, 8e-6);
+    let r = rotation(&pitch, &yaw, &roll);
+    check("R_s", &r, 2e-6);
+    let x_s = transform_keypoints(
+        &m.kp.view([1, -1, 3]),
+        &r,
+        &m.exp.view([1, -1, 3]),
+        &m.scale,
+        &m.t,
+    );
+    check("x_s", &x_s, 2e-6);
+}
+
+#[test]
+fn driving_keypoints_stitching_and_retargeting() {
+    let _g = no_grad();
+    let r_d = rotation(
+        &stored("drv_pitch"),
+        &stored("drv_yaw"),
+        &stored("drv_roll"),
+    );
+    check("R_d", &r_d, 2e-6);
+    let kp = stored("me_kp").view([1, -1, 3]);
+    let x_d = transform_keypoints(
+        &kp,
+        &r_d,
+        &stored("drv_exp"),
+        &stored("drv_scale"),
+        &stored("drv_t"),
+    );
+    check("x_d", &x_d, 3e-6);
+    let lp = model();
+    let s = &lp.stitching;
+    let (x_s, x_d) = (stored("x_s"), stored("x_d"));
+    check(
+        "stitch_delta",
+        &s.stitching
+            .forward(&Tensor::cat(&[x_s.view([1, -1]), x_d.view([1, -1])], 1)),
+        1e-6,
+    );
+    check("x_d_stitched", &s.stitch(&x_s, &x_d), 2e-6);
+    check(
+        "lip_delta",
+        &s.retarget_lip(&x_s, &stored("lip_ratio")),
+        1e-6,
+    );
+    check(
+        "eye_delta",
+        &s.retarget_eye(&x_s, &stored("eye_ratio")),
+        1e-6,
+    );
+}
+
+#[test]
+fn warping_module_on_the_stored_inputs() {
+    let _g = no_grad();
+    let w = model()
+        .warping
+        .forward(&stored("f_s"), &stored("x_d_stitched"), &stored("x_s"));
+    check("deformation", &w.deformation, 4e-6);
+    check(
+        "occlusion_map",
+        w.occlusion
+            .as_ref()
+            .expect("the fixture estimates occlusion"),
+        1e-4,
+    );
+    check("warp_out", &w.out, 5e-5);
+}
+
+#[test]
+fn spade_generator_on_the_stored_warped_features() {
+    let _g = no_grad();
+    let logits = model().generator.logits(&stored("warp_out"));
+    check("spade_logits", &logits, 7e-4);
+    check("render", &logits.sigmoid(), 2e-4);
+}
+
+#[test]
+fn whole_chain_from_the_source_image() {
+    let _g = no_grad();
+    let lp = &model();
+    let image = stored("source_image");
+    let f_s = lp.appearance.forward(&image);
+    let m = lp.motion.forward(&image);
+    let r_s = rotation(
+        &bins_to_degrees(&m.pitch),
+        &bins_to_degrees(&m.yaw),
+        &bins_to_degrees(&m.roll),
+    );
+    let kp = m.kp.view([1, -1, 3]);
+    let x_s = transform_keypoints(&kp, &r_s, &m.exp.view([1, -1, 3]), &m.scale, &m.t);
+    let r_d = rotation(
+        &stored("drv_pitch"),
+        &stored("drv_yaw"),
+        &stored("drv_roll"),
+    );
+    let x_d = transform_keypoints(
+        &kp,
+        &r_d,
+        &stored("drv_exp"),
+        &stored("drv_scale"),
+        &stored("drv_t"),
+    );
+    let x_d = lp.stitching.stitch(&x_s, &x_d);
+    check("x_d_stitched", &x_d, 2e-6);
+    let w = lp.warping.forward(&f_s, &x_d, &x_s);
+    check("deformation", &w.deformation, 5e-6);
+    check("occlusion_map", w.occlusion.as_ref().unwrap(), 1e-4);
+    check("warp_out", &w.out, 5e-5);
+    let logits = lp.generator.logits(&w.out);
+    check("spade_logits", &logits, 2e-2);
+    check("render", &logits.sigmoid(), 3e-3);
+}
+
+#[test]
+fn official_config_has_the_official_parameter_names_and_shapes() {
+    let text = std::fs::read_to_string(fixtures().join("manifest_official.json")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut official: Vec<(String, String, Vec<i64>)> = Vec::new();
+    for (file, entry) in manifest["files"].as_object().unwrap() {
+        let component = file.trim_end_matches(".pth").to_string();
+        let mut add = |key: String, spec: &serde_json::Value| {
+            let shape = spec["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_i64().unwrap())
+                .collect();
+            official.push((component.clone(), key, shape));
+        };
+        if let Some(keys) = entry.get("keys").and_then(|k| k.as_object()) {
+            for (key, spec) in keys {
+                add(key.clone(), spec);
+            }
+        } else {
+            for (name, sub) in entry["entries"].as_object().unwrap() {
+                for (key, spec) in sub.as_object().unwrap() {
+                    add(format!("{name}.{}", key.replace("module.", "")), spec);
+                }
+            }
+        }
+    }
+    let mut ours = LivePortrait::parameter_list(&LivePortraitConfig::official()).unwrap();
+    official.sort();
+    ours.sort();
+    let missing: Vec<_> = official
+        .iter()
+        .filter(|p| !ours.contains(p))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = ours
+        .iter()
+        .filter(|p| !official.contains(p))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "not built: {missing:?}; not official: {extra:?}"
+    );
+    assert_eq!(ours.len(), official.len());
+}
+
+/// A bundle copy whose `component` file is replaced by `tensors`.
+fn broken_bundle(
+    component: &str,
+    edit: impl FnOnce(&mut Vec<(String, Tensor)>),
+) -> (tempfile::TempDir, BundleError) {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(bundle()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let file = dir.path().join(format!("{component}.safetensors"));
+    let mut tensors = Tensor::read_safetensors(&file).unwrap();
+    edit(&mut tensors);
+    Tensor::write_safetensors(&tensors, &file).unwrap();
+    let err = LivePortrait::load_bundle(dir.path(), Device::Cpu)
+        .err()
+        .expect("refused");
+    (dir, err)
+}
+
+#[test]
+fn a_missing_tensor_is_named_with_its_expected_shape() {
+    let (_d, err) = broken_bundle("spade_generator", |t| {
+        t.retain(|(k, _)| k != "G_middle_3.conv_1.weight_orig")
+    });
+    let text = err.to_string();
+    assert!(
+        matches!(err, BundleError::Weights(WeightsError::Missing { .. })),
+        "{text}"
+    );
+    assert!(
+        text.contains("spade_generator.safetensors")
+            && text.contains("G_middle_3.conv_1.weight_orig")
+            && text.contains("[16, 16, 3, 3]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_misshapen_tensor_is_named_with_both_shapes() {
+    let (_d, err) = broken_bundle("motion_extractor", |t| {
+        for (k, v) in t.iter_mut() {
+            if k == "detector.fc_exp.bias" {
+                *v = Tensor::zeros([60], (tch::Kind::Float, Device::Cpu));
+            }
+        }
+    });
+    let text = err.to_string();
+    assert!(
+        text.contains("detector.fc_exp.bias") && text.contains("[63]") && text.contains("[60]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unexpected_tensor_is_refused() {
+    let (_d, err) = broken_bundle("warping_module", |t| {
+        t.push((
+            "dense_motion_network.extra.weight".into(),
+            Tensor::zeros([2], (tch::Kind::Float, Device::Cpu)),
+        ))
+    });
+    assert!(
+        err.to_string()
+            .contains("dense_motion_network.extra.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_weight_file_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(bundle()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let file = dir.path().join("warping_module.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let err = LivePortrait::load_bundle(dir.path(), Device::Cpu)
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("warping_module.safetensors"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_converter_refuses_to_overwrite_a_bundle_and_names_a_missing_checkpoint() {
+    let convert = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/liveportrait/convert.py");
+    let out = std::process::Command::new("python3")
+        .arg(&convert)
+        .arg("--checkpoints")
+        .arg(fixtures())
+        .arg("--out")
+        .arg(bundle())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(&convert)
+        .arg("--checkpoints")
+        .arg(empty.path())
+        .arg("--out")
+        .arg(empty.path().join("b"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("appearance_feature_extractor.pth"));
+}
