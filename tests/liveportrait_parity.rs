@@ -292,16 +292,22 @@ fn official_config_has_the_official_parameter_names_and_shapes() {
     assert_eq!(ours.len(), official.len());
 }
 
-/// A bundle copy whose `component` file is replaced by `tensors`.
-fn broken_bundle(
-    component: &str,
-    edit: impl FnOnce(&mut Vec<(String, Tensor)>),
-) -> (tempfile::TempDir, BundleError) {
+/// A copy of the fixture bundle, to damage.
+fn copy_of_bundle() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(bundle()).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
+    dir
+}
+
+/// A bundle copy whose `component` file is replaced by `tensors`.
+fn broken_bundle(
+    component: &str,
+    edit: impl FnOnce(&mut Vec<(String, Tensor)>),
+) -> (tempfile::TempDir, BundleError) {
+    let dir = copy_of_bundle();
     let file = dir.path().join(format!("{component}.safetensors"));
     let mut tensors = Tensor::read_safetensors(&file).unwrap();
     edit(&mut tensors);
@@ -363,11 +369,7 @@ fn an_unexpected_tensor_is_refused() {
 
 #[test]
 fn a_truncated_weight_file_is_refused_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(bundle()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
+    let dir = copy_of_bundle();
     let file = dir.path().join("warping_module.safetensors");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();

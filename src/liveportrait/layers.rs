@@ -37,6 +37,13 @@ impl ConvSpec<'_> {
             bias: true,
         }
     }
+
+    /// (out, in / groups, kernel...), as PyTorch stores convolution weights.
+    fn weight_shape(&self, cin: i64, cout: i64) -> Vec<i64> {
+        let mut shape = vec![cout, cin / self.groups];
+        shape.extend_from_slice(self.kernel);
+        shape
+    }
 }
 
 impl Conv {
@@ -47,9 +54,7 @@ impl Conv {
         cout: i64,
         spec: ConvSpec<'_>,
     ) -> Result<Self> {
-        let mut shape = vec![cout, cin / spec.groups];
-        shape.extend_from_slice(spec.kernel);
-        let weight = w.take(&format!("{key}.weight"), &shape)?;
+        let weight = w.take(&format!("{key}.weight"), &spec.weight_shape(cin, cout))?;
         Self::with_weight(w, key, weight, cout, spec)
     }
 
@@ -63,8 +68,7 @@ impl Conv {
         cout: i64,
         spec: ConvSpec<'_>,
     ) -> Result<Self> {
-        let mut shape = vec![cout, cin / spec.groups];
-        shape.extend_from_slice(spec.kernel);
+        let shape = spec.weight_shape(cin, cout);
         let original = w.take(&format!("{key}.weight_orig"), &shape)?;
         let columns: i64 = shape[1..].iter().product();
         let u = w.take(&format!("{key}.weight_u"), &[cout])?;

@@ -16,6 +16,7 @@ use gstvasafacegen::engine::builtin::features::{HOP, MEL_BANDS, POWER_FLOOR, log
 use gstvasafacegen::engine::builtin::mouth::{
     CONTEXT, CONTEXT_AHEAD, CONTEXT_BEHIND, FORMAT, MouthNet, OUTPUTS,
 };
+use gstvasafacegen::engine::builtin::random::SplitMix64 as Rng;
 use gstvasafacegen::engine::builtin::visemes;
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Reduction, Tensor, nn};
@@ -48,31 +49,6 @@ const BILABIAL_WEIGHT: f64 = 3.0;
 /// Dropout before the dense layers: the training voices are few, the model must not
 /// learn them by heart.
 const DROPOUT: f64 = 0.2;
-
-/// SplitMix64: small, fast and reproducible everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn range(&mut self, low: f64, high: f64) -> f64 {
-        low + (high - low) * self.uniform()
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Log-mel rows of all utterances, each padded with silence on both sides so that every
 /// frame has its full context; and the training examples pointing into them.

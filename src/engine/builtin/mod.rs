@@ -3,6 +3,7 @@
 pub mod features;
 pub mod motion;
 pub mod mouth;
+pub mod random;
 pub mod visemes;
 
 use std::sync::Arc;

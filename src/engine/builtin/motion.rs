@@ -4,6 +4,7 @@
 //! stream, so the same audio, portrait and seed give the same motion.
 
 use super::mouth::MouthOutput;
+use super::random::SplitMix64 as Random;
 use crate::engine::{Motion, MotionControls};
 
 /// Below this level (dBFS over the frame) the mouth is closed whatever the model says:
@@ -37,29 +38,6 @@ const SHIFT_SPEAKING: f64 = 0.025;
 const IDLE_SHARE: f64 = 0.35;
 /// Time constant of the head's random drift, seconds.
 const HEAD_TIME_CONSTANT_S: f64 = 1.1;
-
-/// SplitMix64 and a Gaussian from it (Box-Muller): reproducible on every platform.
-#[derive(Debug, Clone)]
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    fn gaussian(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
 
 /// An Ornstein-Uhlenbeck process: smooth, mean-reverting drift of unit variance.
 #[derive(Debug, Clone, Copy, Default)]
@@ -99,7 +77,7 @@ pub struct MotionGenerator {
 impl MotionGenerator {
     pub fn new(seed: u64) -> Self {
         let mut random = Random(seed ^ 0x5EED_FACE_0000_0001);
-        let first = 0.6 + random.uniform() * 2.0;
+        let first = 0.6 + random.uniform_open() * 2.0;
         Self {
             random,
             time: 0.0,
@@ -207,10 +185,10 @@ impl MotionGenerator {
             .blink
             .is_none_or(|(start, length)| self.time > start + length)
             && (self.time >= self.next_blink
-                || (starting_to_pause && since_last > 2.0 && self.random.uniform() < 0.3))
+                || (starting_to_pause && since_last > 2.0 && self.random.uniform_open() < 0.3))
         {
             let length = BLINK_DURATION_S.0
-                + (BLINK_DURATION_S.1 - BLINK_DURATION_S.0) * self.random.uniform();
+                + (BLINK_DURATION_S.1 - BLINK_DURATION_S.0) * self.random.uniform_open();
             self.blink = Some((self.time, length));
             self.blinks += 1;
             let interval = (BLINK_MEDIAN_S.ln() + BLINK_SPREAD * self.random.gaussian()).exp();
