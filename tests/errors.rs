@@ -130,7 +130,48 @@ fn unknown_model() {
         "image={} model=/models/none",
         astronaut().display()
     ));
-    assert_mentions(&error, &["model \"/models/none\" is not available"]);
+    assert_mentions(
+        &error,
+        &[
+            "model \"/models/none\"",
+            "neither \"builtin\" nor a model bundle directory",
+            "convert.py",
+        ],
+    );
+}
+
+#[test]
+fn model_directory_without_a_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = error_with(&format!(
+        "image={} model={}",
+        astronaut().display(),
+        dir.path().display()
+    ));
+    assert_mentions(
+        &error,
+        &[
+            &dir.path().join("manifest.json").display().to_string(),
+            "cannot read the bundle manifest",
+        ],
+    );
+}
+
+#[test]
+fn model_bundle_with_a_damaged_weight_file() {
+    let bundle = copy_of_fixture_bundle();
+    let file = bundle.path().join("warping_module.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let error = error_with(&format!(
+        "image={} model={}",
+        astronaut().display(),
+        bundle.path().display()
+    ));
+    assert_mentions(
+        &error,
+        &["warping_module.safetensors", "not a valid safetensors file"],
+    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! user runs on the official files, and the reference's recorded tensors. Tolerances are
 //! the fixture README's: |a - b| <= atol + 1e-4 |b|. A missing fixture set fails.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -14,45 +16,11 @@ use gstvasafacegen::liveportrait::{BundleError, LivePortrait, LivePortraitConfig
 use tch::{Device, Tensor};
 
 fn fixtures() -> PathBuf {
-    let root = std::env::var_os("VASAFACEGEN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    let dir = root.join("liveportrait");
-    assert!(
-        dir.join("io.safetensors").is_file(),
-        "no LivePortrait fixtures at {} (set VASAFACEGEN_FIXTURES)",
-        dir.display()
-    );
-    dir
+    common::liveportrait_fixtures()
 }
 
-/// The fixture checkpoints converted into a bundle, once per test process.
 fn bundle() -> &'static Path {
-    static BUNDLE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    BUNDLE
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let out = dir.path().join("bundle");
-            let status = std::process::Command::new("python3")
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/liveportrait/convert.py"))
-                .arg("--checkpoints")
-                .arg(fixtures())
-                .arg("--config")
-                .arg(fixtures().join("config.json"))
-                .arg("--out")
-                .arg(&out)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("python3 runs");
-            assert!(
-                status.success(),
-                "the converter failed on the fixture checkpoints"
-            );
-            dir
-        })
-        .path()
-        .join("bundle")
-        .leak()
+    common::fixture_bundle()
 }
 
 fn model() -> LivePortrait {
@@ -213,14 +181,10 @@ fn whole_chain_from_the_source_image() {
     let lp = &model();
     let image = stored("source_image");
     let f_s = lp.appearance.forward(&image);
-    let m = lp.motion.forward(&image);
-    let r_s = rotation(
-        &bins_to_degrees(&m.pitch),
-        &bins_to_degrees(&m.yaw),
-        &bins_to_degrees(&m.roll),
-    );
-    let kp = m.kp.view([1, -1, 3]);
-    let x_s = transform_keypoints(&kp, &r_s, &m.exp.view([1, -1, 3]), &m.scale, &m.t);
+    let info = lp.keypoint_info(&image);
+    let x_s = info.keypoints();
+    check("x_s", &x_s, 2e-6);
+    let kp = info.kp;
     let r_d = rotation(
         &stored("drv_pitch"),
         &stored("drv_yaw"),
@@ -241,7 +205,8 @@ fn whole_chain_from_the_source_image() {
     check("warp_out", &w.out, 5e-5);
     let logits = lp.generator.logits(&w.out);
     check("spade_logits", &logits, 2e-2);
-    check("render", &logits.sigmoid(), 3e-3);
+    check("render", &logits.sigmoid(), 3e-3); // The same chain through the engine's entry points.
+    check("render", &lp.decode(&f_s, &x_s, &x_d), 3e-3);
 }
 
 #[test]
@@ -292,22 +257,12 @@ fn official_config_has_the_official_parameter_names_and_shapes() {
     assert_eq!(ours.len(), official.len());
 }
 
-/// A copy of the fixture bundle, to damage.
-fn copy_of_bundle() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(bundle()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    dir
-}
-
 /// A bundle copy whose `component` file is replaced by `tensors`.
 fn broken_bundle(
     component: &str,
     edit: impl FnOnce(&mut Vec<(String, Tensor)>),
 ) -> (tempfile::TempDir, BundleError) {
-    let dir = copy_of_bundle();
+    let dir = common::copy_of_fixture_bundle();
     let file = dir.path().join(format!("{component}.safetensors"));
     let mut tensors = Tensor::read_safetensors(&file).unwrap();
     edit(&mut tensors);
@@ -369,7 +324,7 @@ fn an_unexpected_tensor_is_refused() {
 
 #[test]
 fn a_truncated_weight_file_is_refused_by_name() {
-    let dir = copy_of_bundle();
+    let dir = common::copy_of_fixture_bundle();
     let file = dir.path().join("warping_module.safetensors");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();

@@ -57,47 +57,6 @@ impl Discovered {
     }
 }
 
-/// Timestamps of one stream of an MP4 after demuxing (and decoding, for video).
-#[derive(Debug)]
-struct StreamSpan {
-    buffers: u64,
-    first_ns: u64,
-    end_ns: u64,
-}
-
-fn demux_span(path: &Path, branch: &str) -> StreamSpan {
-    let pipeline = launch(&format!(
-        "filesrc location={} ! qtdemux name=demux {branch} ! fakesink name=sink sync=false",
-        path.display()
-    ));
-    let buffers = Arc::new(AtomicU64::new(0));
-    let first = Arc::new(AtomicU64::new(u64::MAX));
-    let end = Arc::new(AtomicU64::new(0));
-    let pad = pipeline
-        .by_name("sink")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap();
-    {
-        let (buffers, first, end) = (buffers.clone(), first.clone(), end.clone());
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let buffer = info.buffer().unwrap();
-            buffers.fetch_add(1, Ordering::Relaxed);
-            let pts = buffer.pts().unwrap();
-            first.fetch_min(pts.nseconds(), Ordering::Relaxed);
-            let stop = pts + buffer.duration().unwrap();
-            end.fetch_max(stop.nseconds(), Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        });
-    }
-    assert_eq!(run_pipeline(&pipeline, Duration::from_secs(60)), None);
-    StreamSpan {
-        buffers: buffers.load(Ordering::Relaxed),
-        first_ns: first.load(Ordering::Relaxed),
-        end_ns: end.load(Ordering::Relaxed),
-    }
-}
-
 /// Duration of a WAV file in seconds, read with gst-discoverer-1.0.
 fn audio_seconds(path: &Path) -> f64 {
     parse_clock(&Discovered::of(path).field("Duration"))

@@ -11,6 +11,7 @@
 //! Nothing here knows about GStreamer.
 
 pub mod builtin;
+pub mod liveportrait;
 pub mod offline;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::face::{FaceAnalysis, FaceBox, FaceError};
 use crate::portrait::{Portrait, PortraitError};
+use crate::render::crop::CropSettings;
 use crate::timeline::FrameRate;
 
 /// Size of the frames to render, in pixels.
@@ -101,12 +103,25 @@ impl Default for MotionControls {
 }
 
 /// A portrait made ready for rendering: the image and where its face is.
-#[derive(Debug)]
 pub struct PreparedSource {
     /// Unique per preparation: renderers key their caches on it.
     pub id: u64,
     pub portrait: Portrait,
     pub face: FaceAnalysis,
+    /// What an engine computed beyond the face analysis (a neural engine's feature
+    /// volume and keypoints), for that engine's `render` to downcast.
+    pub extra: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for PreparedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedSource")
+            .field("id", &self.id)
+            .field("portrait", &self.portrait)
+            .field("face", &self.face)
+            .field("extra", &self.extra.is_some())
+            .finish()
+    }
 }
 
 impl PreparedSource {
@@ -116,6 +131,7 @@ impl PreparedSource {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             portrait,
             face,
+            extra: None,
         }
     }
 }
@@ -125,15 +141,19 @@ impl PreparedSource {
 pub struct SourceHints {
     /// The face's box in image pixels, instead of detecting it.
     pub face_box: Option<FaceBox>,
+    /// The window around the face that neural renderers see.
+    pub crop: CropSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(
-        "model \"{0}\" is not available: this version has only the \"builtin\" engine \
-         (neural model bundles are planned, see the README)"
+        "model \"{0}\" is neither \"builtin\" nor a model bundle directory (make one from \
+         the LivePortrait checkpoints with tools/liveportrait/convert.py, see the README)"
     )]
     UnknownModel(String),
+    #[error(transparent)]
+    Bundle(#[from] crate::liveportrait::BundleError),
     #[error(transparent)]
     Portrait(#[from] PortraitError),
     #[error(transparent)]
@@ -164,8 +184,9 @@ impl<T> TensorContext<T> for Result<T, tch::TchError> {
 /// Turns decoded portraits into prepared sources. Shared with the threads that prepare a
 /// new portrait while the stream runs, so it must not hold per-stream state.
 pub trait SourcePreparer: Send + Sync {
-    /// Names what the preparation depends on (the engine), for [`prepare_file`]'s cache.
-    fn kind(&self) -> &'static str;
+    /// Names what the preparation depends on (the engine and its weights), for
+    /// [`prepare_file`]'s cache.
+    fn cache_key(&self) -> String;
 
     fn prepare(
         &self,
@@ -178,7 +199,7 @@ pub trait SourcePreparer: Send + Sync {
 /// same hints and the same engine give the same result.
 #[derive(Debug, Clone, PartialEq)]
 struct PreparedKey {
-    kind: &'static str,
+    engine: String,
     path: std::path::PathBuf,
     len: u64,
     modified: Option<std::time::SystemTime>,
@@ -203,7 +224,7 @@ pub fn prepare_file(
         .ok()
         .filter(|m| m.is_file())
         .map(|metadata| PreparedKey {
-            kind: preparer.kind(),
+            engine: preparer.cache_key(),
             path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
             len: metadata.len(),
             modified: metadata.modified().ok(),
@@ -278,10 +299,14 @@ pub trait Engine: Send {
     ) -> Result<tch::Tensor, EngineError>;
 }
 
-/// The engine a `model` property value names.
+/// The engine a `model` property value names: `builtin`, or the directory of a model
+/// bundle.
 pub fn create(model: &str, device: tch::Device) -> Result<Box<dyn Engine>, EngineError> {
     match model {
         "builtin" => Ok(Box::new(builtin::BuiltinEngine::new(device)?)),
+        dir if std::path::Path::new(dir).is_dir() => Ok(Box::new(
+            liveportrait::LivePortraitEngine::new(std::path::Path::new(dir), device)?,
+        )),
         other => Err(EngineError::UnknownModel(other.to_owned())),
     }
 }

@@ -27,6 +27,7 @@ pub use self::spade::SpadeGenerator;
 pub use self::stitching::StitchingRetargeting;
 pub use self::warping::WarpingModule;
 use self::weights::{Weights, WeightsError};
+use tch::Tensor;
 
 /// Written into every bundle manifest; a bundle of another format is refused.
 pub const BUNDLE_FORMAT: &str = "vasafacegen-bundle";
@@ -86,6 +87,54 @@ impl BundleManifest {
             });
         }
         Ok(manifest)
+    }
+}
+
+/// A face's implicit keypoints as the motion extractor describes them (the reference's
+/// `get_kp_info`): pose in degrees `(B, 1)` each, translation `(B, 3)`, expression
+/// deltas `(B, K, 3)`, scale `(B, 1)`, canonical keypoints `(B, K, 3)`.
+pub struct KeypointInfo {
+    pub pitch: Tensor,
+    pub yaw: Tensor,
+    pub roll: Tensor,
+    pub t: Tensor,
+    pub exp: Tensor,
+    pub scale: Tensor,
+    pub kp: Tensor,
+}
+
+impl KeypointInfo {
+    /// The keypoints in the face's own pose (the reference's `transform_keypoint`).
+    pub fn keypoints(&self) -> Tensor {
+        let rotation = stitching::rotation(&self.pitch, &self.yaw, &self.roll);
+        stitching::transform_keypoints(&self.kp, &rotation, &self.exp, &self.scale, &self.t)
+    }
+}
+
+/// Read-only sharing between threads of something made of tensors, such as a loaded
+/// network. `Tensor` is `Send` but not `Sync`, because most of its methods could be
+/// used to change it in place; what is wrapped here is built once and after that only
+/// read: every forward pass takes `&self` and makes new tensors (the networks in this
+/// module never call an in-place operation on a weight), and libtorch allows any number
+/// of threads to read one tensor at once (its reference count is atomic). This is how
+/// two elements share one copy of the weights.
+pub struct Frozen<T>(T);
+
+// SAFETY: see the type's documentation: the value is never mutated after `Frozen::new`,
+// and concurrent reads of libtorch tensors are thread-safe.
+unsafe impl<T: Send> Sync for Frozen<T> {}
+
+impl<T> Frozen<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+}
+
+impl<T> std::ops::Deref for Frozen<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
     }
 }
 
@@ -157,6 +206,28 @@ impl LivePortrait {
             generator,
             stitching,
         })
+    }
+
+    /// What the motion extractor finds in a face image `(B, 3, H, W)` in `[0, 1]`.
+    pub fn keypoint_info(&self, image: &Tensor) -> KeypointInfo {
+        let heads = self.motion.forward(image);
+        let batch = heads.kp.size()[0];
+        KeypointInfo {
+            pitch: stitching::bins_to_degrees(&heads.pitch),
+            yaw: stitching::bins_to_degrees(&heads.yaw),
+            roll: stitching::bins_to_degrees(&heads.roll),
+            t: heads.t,
+            exp: heads.exp.view([batch, -1, 3]),
+            scale: heads.scale,
+            kp: heads.kp.view([batch, -1, 3]),
+        }
+    }
+
+    /// The face of feature volume `f_s` with keypoints `x_s`, drawn with its keypoints
+    /// at `x_d`: warping module, then generator. `(B, 3, H, W)` in `[0, 1]`.
+    pub fn decode(&self, f_s: &Tensor, x_s: &Tensor, x_d: &Tensor) -> Tensor {
+        let warped = self.warping.forward(f_s, x_d, x_s);
+        self.generator.forward(&warped.out)
     }
 
     /// Every (component, key, shape) the networks of `config` have, as the official

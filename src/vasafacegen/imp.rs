@@ -27,7 +27,10 @@
 //! adds lookahead + 2 frame periods to upstream's latency.
 //!
 //! ## Models
-//! `model=builtin` needs no download. Neural model bundles come later (see README).
+//! `model=builtin` needs no download. `model=<dir>` names a model bundle converted from
+//! the LivePortrait checkpoints (tools/liveportrait/convert.py, see the README): the
+//! builtin motion drawn by LivePortrait's networks, the face cropped by `crop-scale` and
+//! `crop-offset-y`.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -48,6 +51,7 @@ use crate::engine::{
 };
 use crate::face::{FaceBox, FaceError};
 use crate::portrait::PortraitError;
+use crate::render::crop::{CropSettings, DEFAULT_CROP_OFFSET_Y, DEFAULT_CROP_SCALE};
 use crate::render::pack::{PixelLayout, pack_frame};
 use crate::timeline::{FrameRate, SAMPLE_RATE, samples_for_ns};
 
@@ -66,6 +70,9 @@ const DEFAULT_LATENCY_MS: u32 = 100;
 const DEFAULT_HEAD_MOTION: f64 = 1.0;
 const MAX_HEAD_MOTION: f64 = 2.0;
 const MAX_LATENCY_MS: u32 = 2_000;
+const MIN_CROP_SCALE: f64 = 1.0;
+const MAX_CROP_SCALE: f64 = 4.0;
+const MAX_CROP_OFFSET_Y: f64 = 0.5;
 const DEFAULT_WIDTH: i32 = 512;
 const DEFAULT_HEIGHT: i32 = 512;
 const MIN_SIZE: i32 = 64;
@@ -91,6 +98,8 @@ struct Settings {
     seed: u64,
     latency_ms: u32,
     head_motion: f64,
+    crop_scale: f64,
+    crop_offset_y: f64,
 }
 
 impl Default for Settings {
@@ -103,6 +112,8 @@ impl Default for Settings {
             seed: DEFAULT_SEED,
             latency_ms: DEFAULT_LATENCY_MS,
             head_motion: DEFAULT_HEAD_MOTION,
+            crop_scale: f64::from(DEFAULT_CROP_SCALE),
+            crop_offset_y: f64::from(DEFAULT_CROP_OFFSET_Y),
         }
     }
 }
@@ -110,6 +121,13 @@ impl Default for Settings {
 impl Settings {
     fn lookahead_samples(&self) -> u64 {
         u64::from(self.latency_ms) * u64::from(SAMPLE_RATE) / 1000
+    }
+
+    fn crop(&self) -> CropSettings {
+        CropSettings {
+            scale: self.crop_scale as f32,
+            offset_y: self.crop_offset_y as f32,
+        }
     }
 }
 
@@ -457,8 +475,10 @@ impl ObjectImpl for VasaFaceGen {
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb(
-                        "Animation engine: \"builtin\" needs no downloaded weights (neural \
-                         model bundles are planned)",
+                        "Animation engine: \"builtin\" needs no downloaded weights; or the \
+                         directory of a model bundle made from the LivePortrait weights \
+                         (tools/liveportrait/convert.py): the same motion drawn by the neural \
+                         renderer",
                     )
                     .default_value(Some(DEFAULT_MODEL))
                     .mutable_ready()
@@ -509,6 +529,29 @@ impl ObjectImpl for VasaFaceGen {
                     .default_value(DEFAULT_HEAD_MOTION)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecDouble::builder("crop-scale")
+                    .nick("Face crop scale")
+                    .blurb(
+                        "Neural models: size of the square window around the face that the \
+                         network animates, in face sizes (larger shows more hair and \
+                         shoulders, in less detail)",
+                    )
+                    .minimum(MIN_CROP_SCALE)
+                    .maximum(MAX_CROP_SCALE)
+                    .default_value(f64::from(DEFAULT_CROP_SCALE))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("crop-offset-y")
+                    .nick("Face crop vertical offset")
+                    .blurb(
+                        "Neural models: moves the window around the face along the face's \
+                         vertical axis, in window sizes (negative = up)",
+                    )
+                    .minimum(-MAX_CROP_OFFSET_Y)
+                    .maximum(MAX_CROP_OFFSET_Y)
+                    .default_value(f64::from(DEFAULT_CROP_OFFSET_Y))
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt64::builder("frames-produced")
                     .nick("Frames produced")
                     .blurb("Frames generated since the element last went to PAUSED")
@@ -553,16 +596,20 @@ impl ObjectImpl for VasaFaceGen {
                 if let Some(Err(err)) = face_box.as_deref().map(str::parse::<FaceBox>) {
                     gst::warning!(CAT, imp = self, "{err}");
                 }
-                let image = {
-                    let mut settings = lock(&self.settings);
-                    settings.face_box = face_box;
-                    settings.image.clone()
-                };
-                if let Some(path) = image
-                    && self.streaming.load(Ordering::SeqCst)
+                lock(&self.settings).face_box = face_box;
+                self.portrait_hints_changed();
+            }
+            "crop-scale" | "crop-offset-y" => {
+                let value: f64 = value.get().expect("type checked upstream");
                 {
-                    self.prepare_in_background(path);
+                    let mut settings = lock(&self.settings);
+                    if pspec.name() == "crop-scale" {
+                        settings.crop_scale = value;
+                    } else {
+                        settings.crop_offset_y = value;
+                    }
                 }
+                self.portrait_hints_changed();
             }
             "model" => {
                 lock(&self.settings).model = value
@@ -616,6 +663,8 @@ impl ObjectImpl for VasaFaceGen {
             "seed" => lock(&self.settings).seed.to_value(),
             "latency" => lock(&self.settings).latency_ms.to_value(),
             "head-motion" => lock(&self.settings).head_motion.to_value(),
+            "crop-scale" => lock(&self.settings).crop_scale.to_value(),
+            "crop-offset-y" => lock(&self.settings).crop_offset_y.to_value(),
             "frames-produced" => self.stats.frames.load(Ordering::Relaxed).to_value(),
             "mean-generation-ms" => self.stats.mean_ms().to_value(),
             "max-generation-ms" => {
@@ -783,7 +832,7 @@ impl VasaFaceGen {
     /// READY->PAUSED: decode and prepare the portrait, before any data flows.
     fn load_portrait(&self) -> Result<(), gst::StateChangeError> {
         let settings = lock(&self.settings).clone();
-        let Some(path) = settings.image else {
+        let Some(path) = settings.image.clone() else {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::NotFound,
@@ -799,16 +848,15 @@ impl VasaFaceGen {
             "Preparing the portrait",
         );
         let generation = self.image_generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let source =
-            prepare_portrait(&*preparer, &path, settings.face_box.as_deref()).map_err(|err| {
-                self.progress(
-                    gst::ProgressType::Error,
-                    "portrait",
-                    "Preparing the portrait failed",
-                );
-                gst::element_imp_error!(self, err.domain(), ("{}", err.message));
-                gst::StateChangeError
-            })?;
+        let source = prepare_portrait(&*preparer, &path, &settings).map_err(|err| {
+            self.progress(
+                gst::ProgressType::Error,
+                "portrait",
+                "Preparing the portrait failed",
+            );
+            gst::element_imp_error!(self, err.domain(), ("{}", err.message));
+            gst::StateChangeError
+        })?;
         self.progress(gst::ProgressType::Complete, "portrait", "Portrait ready");
         gst::info!(
             CAT,
@@ -827,6 +875,16 @@ impl VasaFaceGen {
         Ok(())
     }
 
+    /// `face-box` or the crop changed: while streaming, the portrait is prepared again.
+    fn portrait_hints_changed(&self) {
+        let image = lock(&self.settings).image.clone();
+        if let Some(path) = image
+            && self.streaming.load(Ordering::SeqCst)
+        {
+            self.prepare_in_background(path);
+        }
+    }
+
     /// A new `image` while streaming: prepare it on its own thread; the task swaps it in
     /// at the next frame boundary. A bad file leaves the current portrait in place and
     /// posts a warning, so a live show goes on.
@@ -835,12 +893,12 @@ impl VasaFaceGen {
             return;
         };
         let generation = self.image_generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let face_box = lock(&self.settings).face_box.clone();
+        let settings = lock(&self.settings).clone();
         let element = self.obj().downgrade();
         let spawned = std::thread::Builder::new()
             .name("vasafacegen-prepare".into())
             .spawn(move || {
-                let result = prepare_portrait(&*preparer, &path, face_box.as_deref());
+                let result = prepare_portrait(&*preparer, &path, &settings);
                 let Some(element) = element.upgrade() else {
                     return;
                 };
@@ -1681,17 +1739,20 @@ impl PortraitFailure {
 fn prepare_portrait(
     preparer: &dyn SourcePreparer,
     path: &std::path::Path,
-    face_box: Option<&str>,
+    settings: &Settings,
 ) -> Result<Arc<PreparedSource>, PortraitFailure> {
     let face_error = |err: FaceError| PortraitFailure {
         kind: PortraitErrorKind::Face,
         message: err.to_string(),
     };
     let hints = SourceHints {
-        face_box: face_box
+        face_box: settings
+            .face_box
+            .as_deref()
             .map(str::parse::<FaceBox>)
             .transpose()
             .map_err(face_error)?,
+        crop: settings.crop(),
     };
     engine::prepare_file(preparer, path, &hints).map_err(|err| match err {
         engine::EngineError::Face(err) => face_error(err),

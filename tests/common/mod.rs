@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::sync::Once;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use gst::prelude::*;
@@ -27,6 +28,62 @@ pub fn astronaut() -> PathBuf {
 
 pub fn speech_wav() -> PathBuf {
     repo().join("assets/speech.wav")
+}
+
+/// The LivePortrait fixture set, `$VASAFACEGEN_FIXTURES/liveportrait` (default
+/// ../shared/fixtures). A missing set fails the test, never skips it.
+pub fn liveportrait_fixtures() -> PathBuf {
+    let root = std::env::var_os("VASAFACEGEN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/fixtures"));
+    let dir = root.join("liveportrait");
+    assert!(
+        dir.join("io.safetensors").is_file(),
+        "no LivePortrait fixtures at {} (set VASAFACEGEN_FIXTURES)",
+        dir.display()
+    );
+    dir
+}
+
+/// The fixture checkpoints converted into a bundle by the converter a user runs on the
+/// official files, once per test process.
+pub fn fixture_bundle() -> &'static std::path::Path {
+    static BUNDLE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    BUNDLE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let fixtures = liveportrait_fixtures();
+            let status = std::process::Command::new("python3")
+                .arg(repo().join("tools/liveportrait/convert.py"))
+                .arg("--checkpoints")
+                .arg(&fixtures)
+                .arg("--config")
+                .arg(fixtures.join("config.json"))
+                .arg("--out")
+                .arg(dir.path().join("bundle"))
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("python3 runs");
+            assert!(
+                status.success(),
+                "the converter failed on the fixture checkpoints"
+            );
+            dir
+        })
+        .path()
+        .join("bundle")
+        .leak()
+}
+
+/// A copy of the fixture bundle in a directory of its own (to damage, or to be a
+/// bundle no other test loads).
+pub fn copy_of_fixture_bundle() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture_bundle()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
 }
 
 /// Directory holding the plugin library the tests were built with (for gst-launch-1.0).
@@ -145,4 +202,45 @@ pub fn launch(description: &str) -> gst::Pipeline {
         .unwrap_or_else(|err| panic!("{description}: {err}"))
         .downcast()
         .unwrap()
+}
+
+/// Timestamps of one stream of an MP4 after demuxing (and decoding, for video).
+#[derive(Debug)]
+pub struct StreamSpan {
+    pub buffers: u64,
+    pub first_ns: u64,
+    pub end_ns: u64,
+}
+
+pub fn demux_span(path: &Path, branch: &str) -> StreamSpan {
+    let pipeline = launch(&format!(
+        "filesrc location={} ! qtdemux name=demux {branch} ! fakesink name=sink sync=false",
+        path.display()
+    ));
+    let buffers = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(AtomicU64::new(u64::MAX));
+    let end = Arc::new(AtomicU64::new(0));
+    let pad = pipeline
+        .by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap();
+    {
+        let (buffers, first, end) = (buffers.clone(), first.clone(), end.clone());
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let buffer = info.buffer().unwrap();
+            buffers.fetch_add(1, Ordering::Relaxed);
+            let pts = buffer.pts().unwrap();
+            first.fetch_min(pts.nseconds(), Ordering::Relaxed);
+            let stop = pts + buffer.duration().unwrap();
+            end.fetch_max(stop.nseconds(), Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    }
+    assert_eq!(run_pipeline(&pipeline, Duration::from_secs(60)), None);
+    StreamSpan {
+        buffers: buffers.load(Ordering::Relaxed),
+        first_ns: first.load(Ordering::Relaxed),
+        end_ns: end.load(Ordering::Relaxed),
+    }
 }

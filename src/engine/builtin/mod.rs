@@ -84,8 +84,8 @@ impl BuiltinEngine {
 struct BuiltinPreparer;
 
 impl SourcePreparer for BuiltinPreparer {
-    fn kind(&self) -> &'static str {
-        "builtin"
+    fn cache_key(&self) -> String {
+        "builtin".into()
     }
 
     fn prepare(

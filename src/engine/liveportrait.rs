@@ -1,0 +1,349 @@
+//! The LivePortrait engine (`model=<bundle dir>`): the builtin engine's motion (audio to
+//! mouth, blinks, head) drawn by LivePortrait's networks from a model bundle, so that a
+//! user with only the LivePortrait weights gets an audio-driven talking head.
+//!
+//! Per portrait (off the streaming thread): face analysis, the crop window around the
+//! face, its feature volume `f_s` and keypoints `x_s`. Per frame: the driving keypoints
+//! `x_d` are the source's, turned by the head motion, with the eye and lip retargeting
+//! networks setting the blink and the mouth opening, then stitched; the warping module
+//! and generator draw the window, which is pasted back into the frame.
+//!
+//! One copy of a bundle's weights serves every engine on the same device in the
+//! process ([`shared_model`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use tch::{Device, Kind, Tensor};
+
+use super::builtin::BuiltinEngine;
+use super::{
+    AudioWindow, Engine, EngineError, FrameSize, Motion, MotionControls, PreparedSource,
+    SourceHints, SourcePreparer, TensorContext, guarded,
+};
+use crate::face;
+use crate::liveportrait::stitching::{rotation, transform_keypoints};
+use crate::liveportrait::{BundleError, Frozen, KeypointInfo, LivePortrait};
+use crate::portrait::Portrait;
+use crate::render::crop::{CropWindow, PasteBack};
+use crate::render::fit::{self, Placement};
+
+/// The networks' input size: the reference crops to 256 x 256 (its models are trained
+/// at that size; the generator draws twice that).
+pub const INPUT_SIZE: i64 = 256;
+
+/// Eye-opening ratio (lid distance over eye width, as the reference's landmarks measure
+/// it) of an open eye. The builtin face analysis does not measure the lids, so a
+/// typical open eye is assumed; blinks scale it towards 0.
+const OPEN_EYE_RATIO: f32 = 0.32;
+/// Lip-opening ratio (inner-lip distance over mouth width) of a wide-open mouth, the
+/// driving ratio at `mouth_open` = 1.
+const WIDE_OPEN_LIP_RATIO: f32 = 0.6;
+
+type SharedModel = Arc<Frozen<LivePortrait>>;
+
+/// Identifies loaded weights: the same bundle (by path and manifest time) on the same
+/// device is the same model.
+#[derive(Debug, Clone, PartialEq)]
+struct ModelKey {
+    dir: PathBuf,
+    manifest_modified: Option<std::time::SystemTime>,
+    device: Device,
+}
+
+impl ModelKey {
+    fn new(dir: &Path, device: Device) -> Self {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+        let manifest_modified = std::fs::metadata(dir.join("manifest.json"))
+            .and_then(|m| m.modified())
+            .ok();
+        Self {
+            dir,
+            manifest_modified,
+            device,
+        }
+    }
+}
+
+struct LoadedModel {
+    key: ModelKey,
+    model: Weak<Frozen<LivePortrait>>,
+    /// How many times this bundle was read from disk in this process.
+    loads: usize,
+}
+
+static LOADED: Mutex<Vec<LoadedModel>> = Mutex::new(Vec::new());
+
+fn loaded() -> std::sync::MutexGuard<'static, Vec<LoadedModel>> {
+    LOADED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The renderer of the bundle at `dir` on `device`, loaded once for the whole process
+/// while anything uses it. The lock is held while loading, so two elements starting
+/// together wait for one load instead of making two.
+pub fn shared_model(dir: &Path, device: Device) -> Result<SharedModel, BundleError> {
+    let key = ModelKey::new(dir, device);
+    let mut models = loaded();
+    if let Some(entry) = models.iter().find(|m| m.key == key)
+        && let Some(model) = entry.model.upgrade()
+    {
+        return Ok(model);
+    }
+    let model = Arc::new(Frozen::new(LivePortrait::load_bundle(dir, device)?));
+    match models.iter_mut().find(|m| m.key == key) {
+        Some(entry) => {
+            entry.model = Arc::downgrade(&model);
+            entry.loads += 1;
+        }
+        None => models.push(LoadedModel {
+            key,
+            model: Arc::downgrade(&model),
+            loads: 1,
+        }),
+    }
+    Ok(model)
+}
+
+/// How many times the bundle at `dir` was read from disk for `device` in this process.
+pub fn times_loaded(dir: &Path, device: Device) -> usize {
+    let key = ModelKey::new(dir, device);
+    loaded()
+        .iter()
+        .find(|m| m.key == key)
+        .map_or(0, |m| m.loads)
+}
+
+/// What preparation computes for one portrait, kept in [`PreparedSource::extra`].
+struct NeuralSource {
+    window: CropWindow,
+    f_s: Tensor,
+    info: KeypointInfo,
+    x_s: Tensor,
+    /// The portrait's own lip-opening ratio.
+    lip_ratio: f32,
+}
+
+struct LivePortraitPreparer {
+    model: SharedModel,
+    device: Device,
+    cache_key: String,
+}
+
+impl SourcePreparer for LivePortraitPreparer {
+    fn cache_key(&self) -> String {
+        self.cache_key.clone()
+    }
+
+    fn prepare(
+        &self,
+        portrait: Portrait,
+        hints: &SourceHints,
+    ) -> Result<PreparedSource, EngineError> {
+        let face = face::analyze(&portrait, hints.face_box)?;
+        let window = CropWindow::around(&face.layout, &hints.crop);
+        let image = fit::portrait_tensor(&portrait, self.device)?;
+        let crop = window.sample(&image, INPUT_SIZE)?;
+        let model = &self.model;
+        let (f_s, info, x_s) = guarded("preparing the portrait for LivePortrait", || {
+            let _no_grad = tch::no_grad_guard();
+            let info = model.keypoint_info(&crop);
+            let x_s = info.keypoints();
+            (model.appearance.forward(&crop), info, x_s)
+        })?;
+        let layout = &face.layout;
+        let lip_ratio = (layout.mouth_gap / layout.mouth_width().max(1.0)).clamp(0.0, 1.0);
+        let neural = NeuralSource {
+            window,
+            f_s,
+            info,
+            x_s,
+            lip_ratio,
+        };
+        let mut prepared = PreparedSource::new(portrait, face);
+        prepared.extra = Some(Box::new(Frozen::new(neural)));
+        Ok(prepared)
+    }
+}
+
+pub struct LivePortraitEngine {
+    device: Device,
+    model: SharedModel,
+    bundle: PathBuf,
+    /// Audio to motion, exactly as `model=builtin` does it.
+    motion: BuiltinEngine,
+    paste: Option<CachedPaste>,
+    cpu_threads: i32,
+}
+
+/// The paste-back of one (source, frame size) pair.
+struct CachedPaste {
+    source_id: u64,
+    size: FrameSize,
+    paste: PasteBack,
+}
+
+impl LivePortraitEngine {
+    pub fn new(bundle: &Path, device: Device) -> Result<Self, EngineError> {
+        Ok(Self {
+            device,
+            model: shared_model(bundle, device)?,
+            bundle: bundle.to_owned(),
+            motion: BuiltinEngine::new(device)?,
+            paste: None,
+            cpu_threads: std::thread::available_parallelism()
+                .map_or(1, |n| i32::try_from(n.get()).unwrap_or(1)),
+        })
+    }
+
+    /// The loaded networks (shared with every engine using the same bundle and device).
+    pub fn model(&self) -> &Arc<Frozen<LivePortrait>> {
+        &self.model
+    }
+
+    /// The driving keypoints of `motion` for `source`: its own pose turned and moved by
+    /// the head motion, eyes and lips retargeted, stitched to the source.
+    fn driving_keypoints(&self, motion: &Motion, source: &NeuralSource) -> Tensor {
+        let info = &source.info;
+        let degrees = |radians: f32| f64::from(radians.to_degrees());
+        // The reference turns keypoints by (Rz Ry Rx) with x right, y down: a positive
+        // roll turns the face clockwise on screen, as ours does; a positive yaw brings
+        // the front of the face (+z) to image right, as ours; a positive pitch lifts
+        // the chin, where ours lowers it.
+        let pitch = &info.pitch - degrees(motion.pitch);
+        let yaw = &info.yaw + degrees(motion.yaw);
+        let roll = &info.roll + degrees(motion.roll);
+        // Translation in window units (the window is 2 wide); ours is in IODs.
+        let iod = source.window.iod_in_window();
+        let shift = Tensor::from_slice(&[
+            (f64::from(motion.shift_x) * iod) as f32,
+            (f64::from(motion.shift_y) * iod) as f32,
+            0.0,
+        ])
+        .to_device(self.device)
+        .view([1, 3]);
+        let t = &info.t + shift;
+        let posed = transform_keypoints(
+            &info.kp,
+            &rotation(&pitch, &yaw, &roll),
+            &info.exp,
+            &info.scale,
+            &t,
+        );
+        let stitching = &self.model.stitching;
+        let blink = (motion.blink_left + motion.blink_right) / 2.0;
+        let eye_ratio = self.ratios(&[
+            OPEN_EYE_RATIO,
+            OPEN_EYE_RATIO,
+            OPEN_EYE_RATIO * (1.0 - blink.clamp(0.0, 1.0)),
+        ]);
+        let lip_ratio = self.ratios(&[
+            source.lip_ratio,
+            motion.mouth_open.clamp(0.0, 1.0) * WIDE_OPEN_LIP_RATIO,
+        ]);
+        let x_s = &source.x_s;
+        let retargeted = posed
+            + stitching.retarget_eye(x_s, &eye_ratio)
+            + stitching.retarget_lip(x_s, &lip_ratio);
+        stitching.stitch(x_s, &retargeted)
+    }
+
+    fn ratios(&self, values: &[f32]) -> Tensor {
+        Tensor::from_slice(values)
+            .to_device(self.device)
+            .view([1, -1])
+    }
+
+    /// libtorch on the CPU uses every core for the networks: the builtin motion code
+    /// on the same thread asks for one (see `builtin::one_cpu_thread`).
+    fn all_cpu_threads(&self) {
+        if self.device == Device::Cpu && tch::get_num_threads() != self.cpu_threads {
+            tch::set_num_threads(self.cpu_threads);
+        }
+    }
+}
+
+impl Engine for LivePortraitEngine {
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn history_samples(&self) -> usize {
+        self.motion.history_samples()
+    }
+
+    fn reset(&mut self, seed: u64) {
+        self.motion.reset(seed);
+    }
+
+    fn set_controls(&mut self, controls: MotionControls) {
+        self.motion.set_controls(controls);
+    }
+
+    fn source_preparer(&self) -> Arc<dyn SourcePreparer> {
+        let key = ModelKey::new(&self.bundle, self.device);
+        Arc::new(LivePortraitPreparer {
+            model: self.model.clone(),
+            device: self.device,
+            cache_key: format!(
+                "liveportrait:{}:{:?}:{:?}",
+                key.dir.display(),
+                key.device,
+                key.manifest_modified
+            ),
+        })
+    }
+
+    fn motion(&mut self, audio: &AudioWindow<'_>) -> Result<Motion, EngineError> {
+        self.motion.motion(audio)
+    }
+
+    fn render(
+        &mut self,
+        motion: &Motion,
+        source: &PreparedSource,
+        size: FrameSize,
+    ) -> Result<Tensor, EngineError> {
+        let neural = source
+            .extra
+            .as_ref()
+            .and_then(|extra| extra.downcast_ref::<Frozen<NeuralSource>>())
+            .ok_or_else(|| EngineError::Tensor {
+                context: "rendering with LivePortrait".into(),
+                source: tch::TchError::Torch(
+                    "the portrait was not prepared for LivePortrait".into(),
+                ),
+            })?;
+        let stale = self
+            .paste
+            .as_ref()
+            .is_none_or(|p| p.source_id != source.id || p.size != size);
+        if stale {
+            let portrait = &source.portrait;
+            let placement = Placement::new(portrait.width, portrait.height, size);
+            let image = fit::portrait_tensor(portrait, self.device)?;
+            let base = fit::letterbox(&image, &placement, size)?;
+            let paste = PasteBack::new(&neural.window, &placement, size, base)?;
+            self.paste = Some(CachedPaste {
+                source_id: source.id,
+                size,
+                paste,
+            });
+        }
+        self.all_cpu_threads();
+        let drawn = guarded("drawing the face with LivePortrait", || {
+            let _no_grad = tch::no_grad_guard();
+            let x_d = self.driving_keypoints(motion, neural);
+            self.model.decode(&neural.f_s, &neural.x_s, &x_d)
+        })?;
+        let drawn = drawn
+            .f_to_kind(Kind::Float)
+            .context("LivePortrait output")?;
+        self.paste
+            .as_ref()
+            .expect("filled above")
+            .paste
+            .paste(&drawn)
+    }
+}

@@ -1,0 +1,192 @@
+//! The LivePortrait engine (`model=<bundle dir>`) with the fixture bundle (random
+//! weights at reduced size, so only the plumbing can be judged): the drawn face pasted
+//! into an untouched frame, motion changing the drawing, the element's timing with it,
+//! an MP4 from a pipeline, and one copy of the weights for every user of a bundle.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use gstvasafacegen::engine::liveportrait::{LivePortraitEngine, times_loaded};
+use gstvasafacegen::engine::{Engine, FrameSize, Motion, PreparedSource, SourceHints};
+use gstvasafacegen::portrait::Portrait;
+use gstvasafacegen::render::crop::{CropSettings, CropWindow, PasteBack};
+use gstvasafacegen::render::fit::{self, Placement};
+use tch::{Device, Kind};
+
+/// `seconds` of the sample speech from `from` seconds on, as S16 samples.
+fn speech(from: f64, seconds: f64) -> Vec<i16> {
+    let samples: Vec<i16> = hound::WavReader::open(speech_wav())
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    let start = (from * RATE as f64) as usize;
+    samples[start..start + (seconds * RATE as f64) as usize].to_vec()
+}
+
+fn prepared(engine: &LivePortraitEngine) -> PreparedSource {
+    engine
+        .source_preparer()
+        .prepare(
+            Portrait::load(&astronaut()).unwrap(),
+            &SourceHints::default(),
+        )
+        .unwrap()
+}
+
+#[test]
+fn drawn_face_is_pasted_into_an_untouched_frame_and_moves_with_the_motion() {
+    let mut engine = LivePortraitEngine::new(fixture_bundle(), Device::Cpu).unwrap();
+    let source = prepared(&engine);
+    let size = FrameSize {
+        width: 320,
+        height: 256,
+    };
+    let rest = engine.render(&Motion::neutral(), &source, size).unwrap();
+    let talking = Motion {
+        mouth_open: 0.6,
+        blink_left: 1.0,
+        blink_right: 1.0,
+        yaw: 0.08,
+        shift_y: 0.05,
+        ..Motion::neutral()
+    };
+    let moved = engine.render(&talking, &source, size).unwrap();
+    assert_eq!(moved.size(), [3, 256, 320]);
+    assert!(moved.min().double_value(&[]) >= 0.0 && moved.max().double_value(&[]) <= 1.0);
+
+    // Outside the paste-back mask the frame is the fitted portrait, bit for bit.
+    let portrait = &source.portrait;
+    let placement = Placement::new(portrait.width, portrait.height, size);
+    let fitted = fit::letterbox(
+        &fit::portrait_tensor(portrait, Device::Cpu).unwrap(),
+        &placement,
+        size,
+    )
+    .unwrap();
+    let window = CropWindow::around(&source.face.layout, &CropSettings::default());
+    let mask = PasteBack::new(&window, &placement, size, fitted.copy())
+        .unwrap()
+        .full_mask();
+    let outside = mask.eq(0.0);
+    for frame in [&rest, &moved] {
+        let differs = frame.ne_tensor(&fitted).any_dim(0, false);
+        let wrong = outside
+            .logical_and(&differs)
+            .sum(Kind::Int64)
+            .int64_value(&[]);
+        assert_eq!(wrong, 0, "{wrong} pixels outside the mask changed");
+    }
+    // The face window covers the face: the eyes and mouth are inside the mask.
+    let layout = &source.face.layout;
+    for point in [layout.left_eye, layout.right_eye, layout.mouth_centre] {
+        let (x, y) = placement.to_frame(f64::from(point.x), f64::from(point.y));
+        assert_eq!(mask.double_value(&[y as i64, x as i64]), 1.0, "{point:?}");
+    }
+    // Motion changes the drawing inside the mask.
+    let inside = mask.gt(0.5);
+    let change = (&moved - &rest).abs().amax([0], false);
+    let changed = change.masked_select(&inside).max().double_value(&[]);
+    assert!(changed > 0.01, "the drawing did not move: {changed}");
+    // The same motion draws the same frame.
+    let again = engine.render(&talking, &source, size).unwrap();
+    assert!(again.equal(&moved));
+}
+
+#[test]
+fn one_copy_of_the_weights_per_bundle_and_device() {
+    let bundle = copy_of_fixture_bundle();
+    let first = LivePortraitEngine::new(bundle.path(), Device::Cpu).unwrap();
+    let second = LivePortraitEngine::new(bundle.path(), Device::Cpu).unwrap();
+    assert!(Arc::ptr_eq(first.model(), second.model()));
+    assert_eq!(times_loaded(bundle.path(), Device::Cpu), 1);
+    // Freed when the last user goes; loaded again after that.
+    drop((first, second));
+    let third = LivePortraitEngine::new(bundle.path(), Device::Cpu).unwrap();
+    assert_eq!(times_loaded(bundle.path(), Device::Cpu), 2);
+    drop(third);
+}
+
+#[test]
+fn two_elements_in_one_pipeline_load_the_bundle_once() {
+    let bundle = copy_of_fixture_bundle();
+    let branch = format!(
+        "queue ! vasafacegen image={} model={} ! video/x-raw,width=64,height=64,framerate=5/1 \
+         ! fakesink",
+        astronaut().display(),
+        bundle.path().display()
+    );
+    let pipeline = launch(&format!(
+        "audiotestsrc num-buffers=2 samplesperbuffer=3200 ! {AUDIO_CAPS} ! tee name=t \
+         t. ! {branch} t. ! {branch}"
+    ));
+    assert_eq!(run_pipeline(&pipeline, Duration::from_secs(120)), None);
+    assert_eq!(times_loaded(bundle.path(), Device::Cpu), 1);
+}
+
+#[test]
+fn element_frames_follow_the_timing_rule_and_the_speech() {
+    let bundle = fixture_bundle().display().to_string();
+    let mut h = harness_with(
+        &astronaut(),
+        &[("model", &bundle)],
+        "video/x-raw,format=RGBA,width=128,height=128,framerate=10/1",
+    );
+    // 0.75 s of speech: ceil(0.75 x 10) = 8 frames.
+    push_audio(&mut h, &speech(0.4, 0.75), 0, 1600);
+    h.push_event(gst::event::Eos::new());
+    let frames = pull_until_eos(&mut h);
+    assert_eq!(frames.len(), 8);
+    for (n, frame) in frames.iter().enumerate() {
+        assert_eq!(frame.pts().unwrap().mseconds(), n as u64 * 100);
+        assert_eq!(frame.duration().unwrap().mseconds(), 100);
+    }
+    let pixels: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| f.map_readable().unwrap().to_vec())
+        .collect();
+    let distinct = pixels.windows(2).filter(|pair| pair[0] != pair[1]).count();
+    assert!(distinct >= 3, "only {distinct} of 7 frame changes");
+    // The bottom rows (the suit, far from the face window) never change.
+    let corner = |p: &Vec<u8>| p[128 * 4 * 112..].to_vec();
+    assert!(pixels.iter().all(|p| corner(p) == corner(&pixels[0])));
+}
+
+#[test]
+fn a_converted_bundle_renders_speech_to_mp4() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.wav");
+    let mut writer = hound::WavWriter::create(
+        &clip,
+        hound::WavSpec {
+            channels: 1,
+            sample_rate: RATE as u32,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+    )
+    .unwrap();
+    for sample in speech(0.4, 2.0) {
+        writer.write_sample(sample).unwrap();
+    }
+    writer.finalize().unwrap();
+    let out = dir.path().join("face.mp4");
+    let pipeline = launch(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample \
+         ! vasafacegen image={} model={} seed=7 \
+         ! video/x-raw,width=192,height=192,framerate=5/1 ! videoconvert \
+         ! x264enc ! mp4mux ! filesink location={}",
+        clip.display(),
+        astronaut().display(),
+        fixture_bundle().display(),
+        out.display()
+    ));
+    assert_eq!(run_pipeline(&pipeline, Duration::from_secs(300)), None);
+    let video = demux_span(&out, "demux.video_0 ! avdec_h264");
+    // 2 s at 5 fps: 10 frames spanning 2 s (the encoder may shift the start).
+    assert_eq!(video.buffers, 10, "{video:?}");
+    assert_eq!(video.end_ns - video.first_ns, 2_000_000_000, "{video:?}");
+}
