@@ -8,6 +8,7 @@
 pub mod device;
 pub mod engine;
 pub mod face;
+pub mod joyvasa;
 pub mod liveportrait;
 pub mod portrait;
 pub mod render;

@@ -7,7 +7,7 @@ use super::weights::{Weights, WeightsError};
 
 type Result<T> = std::result::Result<T, WeightsError>;
 
-/// A 2-D or 3-D convolution (`kernel.len()` says which), stride 1 unless given.
+/// A 1-D, 2-D or 3-D convolution (`kernel.len()` says which), stride 1 unless given.
 pub struct Conv {
     weight: Tensor,
     bias: Option<Tensor>,
@@ -78,7 +78,8 @@ impl Conv {
         Self::with_weight(w, key, weight, cout, spec)
     }
 
-    fn with_weight(
+    /// A convolution whose weight was computed at load (weight norm and the like).
+    pub fn with_weight(
         w: &mut Weights,
         key: &str,
         weight: Tensor,
@@ -102,7 +103,16 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if self.stride.len() == 3 {
+        if self.stride.len() == 1 {
+            x.conv1d(
+                &self.weight,
+                self.bias.as_ref(),
+                self.stride.as_slice(),
+                self.padding.as_slice(),
+                self.dilation.as_slice(),
+                self.groups,
+            )
+        } else if self.stride.len() == 3 {
             x.conv3d(
                 &self.weight,
                 self.bias.as_ref(),

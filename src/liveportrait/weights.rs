@@ -131,6 +131,11 @@ impl Weights {
         Ok(tensor.to_kind(Kind::Float).to_device(self.device))
     }
 
+    /// Whether the file has `key` (for checkpoints that name a tensor in two ways).
+    pub fn contains(&self, key: &str) -> bool {
+        self.tensors.as_ref().is_some_and(|t| t.contains_key(key))
+    }
+
     /// Marks `key` as known without using it (BatchNorm's `num_batches_tracked`).
     pub fn skip(&mut self, key: &str) {
         self.recorded.push((key.to_string(), Vec::new()));
