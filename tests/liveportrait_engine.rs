@@ -13,7 +13,7 @@ use gstvasafacegen::engine::liveportrait::{LivePortraitEngine, times_loaded};
 use gstvasafacegen::engine::{Engine, FrameSize, Motion, PreparedSource, SourceHints};
 use gstvasafacegen::portrait::Portrait;
 use gstvasafacegen::render::crop::{CropSettings, CropWindow, PasteBack};
-use gstvasafacegen::render::fit::{self, Placement};
+use gstvasafacegen::render::fit;
 use tch::{Device, Kind};
 
 /// `seconds` of the sample speech from `from` seconds on, as S16 samples.
@@ -59,14 +59,7 @@ fn drawn_face_is_pasted_into_an_untouched_frame_and_moves_with_the_motion() {
     assert!(moved.min().double_value(&[]) >= 0.0 && moved.max().double_value(&[]) <= 1.0);
 
     // Outside the paste-back mask the frame is the fitted portrait, bit for bit.
-    let portrait = &source.portrait;
-    let placement = Placement::new(portrait.width, portrait.height, size);
-    let fitted = fit::letterbox(
-        &fit::portrait_tensor(portrait, Device::Cpu).unwrap(),
-        &placement,
-        size,
-    )
-    .unwrap();
+    let (placement, fitted) = fit::fitted_frame(&source.portrait, size, Device::Cpu).unwrap();
     let window = CropWindow::around(&source.face.layout, &CropSettings::default());
     let mask = PasteBack::new(&window, &placement, size, fitted.copy())
         .unwrap()

@@ -26,7 +26,7 @@ use crate::liveportrait::stitching::{rotation, transform_keypoints};
 use crate::liveportrait::{BundleError, Frozen, KeypointInfo, LivePortrait};
 use crate::portrait::Portrait;
 use crate::render::crop::{CropWindow, PasteBack};
-use crate::render::fit::{self, Placement};
+use crate::render::fit;
 
 /// The networks' input size: the reference crops to 256 x 256 (its models are trained
 /// at that size; the generator draws twice that).
@@ -320,10 +320,7 @@ impl Engine for LivePortraitEngine {
             .as_ref()
             .is_none_or(|p| p.source_id != source.id || p.size != size);
         if stale {
-            let portrait = &source.portrait;
-            let placement = Placement::new(portrait.width, portrait.height, size);
-            let image = fit::portrait_tensor(portrait, self.device)?;
-            let base = fit::letterbox(&image, &placement, size)?;
+            let (placement, base) = fit::fitted_frame(&source.portrait, size, self.device)?;
             let paste = PasteBack::new(&neural.window, &placement, size, base)?;
             self.paste = Some(CachedPaste {
                 source_id: source.id,

@@ -103,34 +103,18 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if self.stride.len() == 1 {
-            x.conv1d(
-                &self.weight,
-                self.bias.as_ref(),
-                self.stride.as_slice(),
-                self.padding.as_slice(),
-                self.dilation.as_slice(),
-                self.groups,
-            )
-        } else if self.stride.len() == 3 {
-            x.conv3d(
-                &self.weight,
-                self.bias.as_ref(),
-                self.stride.as_slice(),
-                self.padding.as_slice(),
-                self.dilation.as_slice(),
-                self.groups,
-            )
-        } else {
-            x.conv2d(
-                &self.weight,
-                self.bias.as_ref(),
-                self.stride.as_slice(),
-                self.padding.as_slice(),
-                self.dilation.as_slice(),
-                self.groups,
-            )
-        }
+        // One libtorch entry point for 1-D, 2-D and 3-D (the lengths of the lists say
+        // which).
+        x.convolution(
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride.as_slice(),
+            self.padding.as_slice(),
+            self.dilation.as_slice(),
+            false,
+            vec![0; self.stride.len()].as_slice(),
+            self.groups,
+        )
     }
 }
 

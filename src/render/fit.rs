@@ -58,6 +58,18 @@ pub fn portrait_tensor(portrait: &Portrait, device: Device) -> Result<Tensor, En
         .context("portrait upload")
 }
 
+/// Where `portrait` sits in a frame of `size`, and that frame: the portrait uploaded to
+/// `device` and letterboxed (the still frame every renderer starts from).
+pub fn fitted_frame(
+    portrait: &Portrait,
+    size: FrameSize,
+    device: Device,
+) -> Result<(Placement, Tensor), EngineError> {
+    let placement = Placement::new(portrait.width, portrait.height, size);
+    let frame = letterbox(&portrait_tensor(portrait, device)?, &placement, size)?;
+    Ok((placement, frame))
+}
+
 /// The portrait letterboxed into a frame of `size`: `(3, H, W)` float in `[0, 1]`.
 pub fn letterbox(
     source: &Tensor,

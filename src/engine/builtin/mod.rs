@@ -18,7 +18,7 @@ use super::{
 };
 use crate::face;
 use crate::portrait::Portrait;
-use crate::render::fit::{self, Placement};
+use crate::render::fit;
 use crate::render::warp::FaceRig;
 
 /// The trained mouth model, shipped in the repository (see models/builtin/manifest.json)
@@ -64,10 +64,7 @@ impl BuiltinEngine {
             .as_ref()
             .is_none_or(|r| r.source_id != source.id || r.size != size);
         if stale {
-            let portrait = &source.portrait;
-            let placement = Placement::new(portrait.width, portrait.height, size);
-            let tensor = fit::portrait_tensor(portrait, self.device)?;
-            let frame = fit::letterbox(&tensor, &placement, size)?;
+            let (placement, frame) = fit::fitted_frame(&source.portrait, size, self.device)?;
             let rig = guarded("preparing the face rig", || {
                 FaceRig::new(&source.face.layout, &placement, &frame, size)
             })??;
