@@ -1,31 +1,51 @@
-//! Parity of the JoyVASA audio encoder with the reference, on the fixture set at
+//! Parity of the JoyVASA motion generator with the reference, on the fixture set at
 //! `$VASAFACEGEN_FIXTURES/joyvasa` (default ../shared/fixtures): random weights in the
-//! official state-dict layout and the reference's recorded tensors, tolerances from the
+//! official container formats and the reference's recorded tensors, tolerances from the
 //! fixture README (|a - b| <= atol + 1e-4 |b|). A missing fixture set fails.
 //!
-//! The weights are read from the fixture's safetensors copy of the state dict; the
-//! official `.pt` container and the denoiser are not covered yet.
+//! The HuBERT tests read the fixture's safetensors copy of the state dict; the
+//! denoiser, sampler and motion tests load a bundle converted from the official-format
+//! `motion_generator.pt` and `motion_template.pkl` by tools/liveportrait/convert.py, once
+//! per positional-encoding variant, and compare with `io_pe_fixed.safetensors` or
+//! `io_pe_bug.safetensors`.
 
 mod common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use gstvasafacegen::joyvasa::{AudioEncoder, HubertConfig};
+use gstvasafacegen::joyvasa::{
+    AudioEncoder, FrameMotion, HubertConfig, JoyVasaConfig, MotionGenerator, PoseSmoother,
+    PositionalEncoding, WindowContext,
+};
+use gstvasafacegen::liveportrait::stitching::rotation;
 use gstvasafacegen::liveportrait::weights::Weights;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 fn fixtures() -> PathBuf {
-    let dir = common::liveportrait_fixtures()
-        .parent()
+    common::joyvasa_fixtures()
+}
+
+/// The variant-dependent outputs of one positional-encoding variant.
+fn variant_io(variant: &str) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(fixtures().join(format!("io_pe_{variant}.safetensors")))
         .unwrap()
-        .join("joyvasa");
-    assert!(
-        dir.join("io.safetensors").is_file(),
-        "no JoyVASA fixtures at {} (set VASAFACEGEN_FIXTURES)",
-        dir.display()
-    );
-    dir
+        .into_iter()
+        .collect()
+}
+
+fn generator(variant: &str) -> MotionGenerator {
+    tch::set_num_threads(1);
+    let generator =
+        MotionGenerator::load_bundle(&common::joyvasa_bundle(variant), Device::Cpu).unwrap();
+    let expected = match variant {
+        "fixed" => PositionalEncoding::Fixed,
+        _ => PositionalEncoding::Bug,
+    };
+    assert_eq!(generator.config.positional_encoding, expected);
+    // The official loader always builds 8 layers; the fixture's args say 6.
+    assert_eq!(generator.denoiser.layer_count(), 8);
+    generator
 }
 
 fn config() -> serde_json::Value {
@@ -144,4 +164,212 @@ fn official_hubert_builds_with_the_hubert_base_shapes() {
         .count();
     assert_eq!(layers, 12);
     assert_eq!(shapes["audio_feature_map.weight"], [256, 768]);
+}
+
+#[test]
+fn denoiser_call_conditional_and_null_branch_for_both_position_encodings() {
+    let _g = tch::no_grad_guard();
+    let io = io();
+    for variant in ["fixed", "bug"] {
+        let generator = generator(variant);
+        let expected = variant_io(variant);
+        let step = Tensor::cat(&[&io["denoise_step"], &io["denoise_step"]], 0);
+        let te = generator.denoiser.step_embedding_input(&step);
+        assert_eq!(te, io["denoise_te"], "diffusion-step table rows");
+        let audio = &io["window0_audio_feat"];
+        let null = io["null_audio_feat"].expand([1, 100, 32], false);
+        let twice = |t: &Tensor| Tensor::cat(&[t, t], 0);
+        let out = generator.denoiser.forward(
+            &twice(&io["denoise_x_t"]),
+            &Tensor::cat(&[&null, audio], 0),
+            &twice(&io["denoise_prev_motion"]),
+            &twice(&io["denoise_prev_audio"]),
+            &step,
+        );
+        check(
+            &format!("{variant} denoise_out"),
+            &out,
+            &expected["denoise_out"],
+            5e-6,
+        );
+        let tail = out.narrow(1, 10, 100);
+        let (unconditional, conditional) = (tail.narrow(0, 0, 1), tail.narrow(0, 1, 1));
+        let target = &unconditional + (&conditional - &unconditional) * 2.8;
+        check(
+            &format!("{variant} denoise_cfg_target"),
+            &target,
+            &expected["denoise_cfg_target"],
+            2e-5,
+        );
+    }
+}
+
+/// `(N, k)` tensor of one field of every frame.
+fn field(frames: &[FrameMotion], get: impl Fn(&FrameMotion) -> Vec<f32>) -> Tensor {
+    let rows: Vec<f32> = frames.iter().flat_map(&get).collect();
+    Tensor::from_slice(&rows).view([frames.len() as i64, -1])
+}
+
+fn check_motion(prefix: &str, frames: &[FrameMotion], expected: &HashMap<String, Tensor>) {
+    let n = frames.len() as i64;
+    let pitch = field(frames, |f| vec![f.pitch]);
+    let yaw = field(frames, |f| vec![f.yaw]);
+    let roll = field(frames, |f| vec![f.roll]);
+    if prefix == "final" {
+        let exp = field(frames, |f| f.exp.to_vec()).view([n, 21, 3]);
+        check("final_exp", &exp, &expected["final_exp"], 1e-6);
+    }
+    let atol = |name: &str| match (prefix, name) {
+        ("final", "scale") => 5e-6,
+        ("final", "pitch") => 4e-4,
+        ("final", "yaw") => 5e-4,
+        ("final", "roll") => 3e-4,
+        ("final", "R") => 8e-6,
+        ("smooth", "scale") => 2e-6,
+        ("smooth", "pitch") | ("smooth", "yaw") => 2e-4,
+        ("smooth", "roll") => 9e-5,
+        ("smooth", "R") => 3e-6,
+        _ => 1e-6,
+    };
+    let fields = [
+        ("scale", field(frames, |f| vec![f.scale])),
+        ("t", field(frames, |f| f.t.to_vec())),
+        ("R", rotation(&pitch, &yaw, &roll)),
+        ("pitch", pitch),
+        ("yaw", yaw),
+        ("roll", roll),
+    ];
+    for (name, actual) in fields {
+        let key = format!("{prefix}_{name}");
+        check(&key, &actual, &expected[&key], atol(name));
+    }
+}
+
+#[test]
+fn two_window_sampling_and_final_motion_for_both_position_encodings() {
+    let _g = tch::no_grad_guard();
+    let io = io();
+    let n_motions = config()["constructor_call"]["n_motions"].as_i64().unwrap();
+    let windows = windows(&io["waveform"], n_motions);
+    for variant in ["fixed", "bug"] {
+        let generator = generator(variant);
+        let expected = variant_io(variant);
+        let steps = generator.schedule.steps();
+        assert_eq!(steps, 20);
+        let motion_at_t = &io["noise_motion_at_T"];
+        let mut context = WindowContext {
+            motion: generator.start_context().motion.shallow_clone(),
+            audio: generator.start_context().audio.shallow_clone(),
+        };
+        let mut coefficients = Vec::new();
+        for (i, audio) in windows.iter().enumerate() {
+            let features = generator.audio_features(audio).features;
+            let noise = io[&format!("noise_z_window{i}")].shallow_clone();
+            let mut asked = Vec::new();
+            let mut z = |t: usize| {
+                asked.push(t);
+                noise.get((steps - t) as i64)
+            };
+            let motion =
+                generator.sample_window(&features, &context, motion_at_t, steps, 2.8, &mut z);
+            // The reference draws noise for t = T..2, none for the last step.
+            assert_eq!(asked, (2..=steps).rev().collect::<Vec<_>>());
+            check(
+                &format!("{variant} window{i}_motion"),
+                &motion,
+                &expected[&format!("window{i}_motion")],
+                if i == 0 { 1e-5 } else { 2e-5 },
+            );
+            context = generator.next_context(&context, &motion, &features, n_motions);
+            if i == 0 {
+                check(
+                    &format!("{variant} window1_prev_motion"),
+                    &context.motion,
+                    &expected["window1_prev_motion"],
+                    1e-5,
+                );
+                check(
+                    "window1_prev_audio",
+                    &context.audio,
+                    &io["window1_prev_audio"],
+                    1e-5,
+                );
+            }
+            coefficients.push(motion);
+        }
+        let frames = expected["motion_coef"].size()[0];
+        let coef = Tensor::cat(&coefficients, 1)
+            .squeeze_dim(0)
+            .narrow(0, 0, frames);
+        check(
+            &format!("{variant} motion_coef"),
+            &coef,
+            &expected["motion_coef"],
+            2e-5,
+        );
+        let rows: Vec<f32> = Vec::try_from(coef.to_kind(Kind::Float).flatten(0, -1)).unwrap();
+        let denormalised: Vec<FrameMotion> = rows
+            .chunks(70)
+            .map(|row| generator.template.denormalise(row))
+            .collect();
+        check_motion("final", &denormalised, &expected);
+        let mut smoother = PoseSmoother::new();
+        let smoothed: Vec<FrameMotion> = denormalised.iter().map(|f| smoother.smooth(f)).collect();
+        check_motion("smooth", &smoothed, &expected);
+    }
+}
+
+#[test]
+fn official_motion_generator_builds_with_the_official_shapes() {
+    let config = JoyVasaConfig {
+        motion_feat_dim: 70,
+        n_motions: 100,
+        n_prev_motions: 10,
+        feature_dim: 256,
+        n_diff_steps: 50,
+        fps: 25,
+        positional_encoding: PositionalEncoding::Bug,
+        hubert: HubertConfig::official(),
+    };
+    let shapes: HashMap<String, Vec<i64>> = MotionGenerator::parameter_list(&config, 8)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        shapes["denoising_net.transformer.layers.7.multihead_attn.in_proj_weight"],
+        [768, 256]
+    );
+    assert_eq!(
+        shapes["denoising_net.transformer.layers.7.linear1.weight"],
+        [1024, 256]
+    );
+    assert_eq!(shapes["denoising_net.alignment_mask"], [110, 110]);
+    assert_eq!(shapes["denoising_net.PE.pe"], [1, 600, 256]);
+    assert_eq!(shapes["denoising_net.feature_proj.weight"], [256, 70]);
+    assert_eq!(shapes["denoising_net.motion_dec.2.weight"], [70, 128]);
+    assert_eq!(shapes["diffusion_sched.alpha_bars"], [51]);
+    assert_eq!(shapes["start_motion_feat"], [1, 10, 70]);
+    assert_eq!(shapes["null_audio_feat"], [1, 1, 256]);
+    assert_eq!(shapes["audio_feature_map.weight"], [256, 768]);
+}
+
+/// The schedule and step rule: with every step, the reference's stored coefficients;
+/// with fewer, each skipped span collapses into one step of the same form.
+#[test]
+fn fewer_sampling_steps_visit_an_even_subset_ending_at_one() {
+    let generator = generator("fixed");
+    let schedule = &generator.schedule;
+    assert_eq!(schedule.timesteps(20), (1..=20).rev().collect::<Vec<_>>());
+    assert_eq!(
+        schedule.timesteps(10),
+        vec![20, 18, 16, 14, 12, 10, 8, 6, 4, 2]
+    );
+    assert_eq!(schedule.timesteps(1), vec![20]);
+    assert_eq!(schedule.timesteps(500), schedule.timesteps(20));
+    // A skip of one step uses the same formula as the stored coefficients.
+    let direct = schedule.coefficients(5, 4);
+    assert!(direct.c0 > 0.0 && direct.c1 > 0.0 && direct.sigma > 0.0);
+    // Jumping to 0 takes the clean estimate exactly: c0 = 0, c1 = 1, no noise.
+    let last = schedule.coefficients(2, 0);
+    assert!(last.c0.abs() < 1e-6 && (last.c1 - 1.0).abs() < 1e-6 && last.sigma.abs() < 1e-6);
 }

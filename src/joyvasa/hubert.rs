@@ -5,7 +5,7 @@
 //! interpolation and mapped to the motion model's feature size (`audio_feature_map`).
 //! Keys as in the motion generator's state dict (`audio_encoder.` prefix).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::liveportrait::layers::{Conv, ConvSpec, LayerNorm, Linear};
@@ -16,7 +16,7 @@ type Result<T> = std::result::Result<T, WeightsError>;
 /// The fields of transformers' `HubertConfig` that shape the network (the checkpoint's
 /// `config.json` names). Only the "base" layout is supported: group norm in the first
 /// convolution, post-norm encoder.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HubertConfig {
     pub hidden_size: i64,
     pub num_hidden_layers: i64,
@@ -328,13 +328,13 @@ impl AudioEncoder {
         }
         let conv = x;
         // Twice the motion frames, from the 50 Hz features: those covering the window,
-        // resampled linearly (corner-aligned, as the reference's interpolation).
+        // resampled linearly (`align_corners=False`, as the reference).
         let doubled = 2 * frames;
         let kept = ((doubled * 50) as f64 / fps as f64).round() as i64;
         let kept = kept.min(conv.size()[2]);
         let resampled = conv
             .narrow(2, 0, kept)
-            .upsample_linear1d([doubled], true, None::<f64>);
+            .upsample_linear1d([doubled], false, None::<f64>);
         let mut h = resampled.transpose(1, 2);
         if let Some(norm) = &self.projection_norm {
             h = norm.forward(&h);

@@ -64,6 +64,9 @@ pub struct BundleManifest {
     /// Component name -> safetensors file in the bundle.
     pub components: std::collections::BTreeMap<String, String>,
     pub liveportrait_config: Option<LivePortraitConfig>,
+    /// The motion generator's configuration, when the bundle has one.
+    #[serde(default)]
+    pub joyvasa: Option<crate::joyvasa::JoyVasaConfig>,
 }
 
 impl BundleManifest {

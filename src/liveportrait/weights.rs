@@ -28,11 +28,12 @@ pub enum WeightsError {
         expected: Vec<i64>,
         found: Vec<i64>,
     },
-    #[error("{file}: tensor {key} is {found:?}, expected a floating-point tensor")]
+    #[error("{file}: tensor {key} is {found:?}, expected {expected}")]
     Kind {
         file: PathBuf,
         key: String,
         found: Kind,
+        expected: &'static str,
     },
     #[error(
         "{file}: {count} tensor(s) that this network does not have, e.g. {first} \
@@ -97,6 +98,11 @@ impl Weights {
         }
     }
 
+    /// Where the tensors go.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
     pub fn file(&self) -> &Path {
         &self.file
     }
@@ -125,10 +131,55 @@ impl Weights {
                 file: self.file.clone(),
                 key: key.to_string(),
                 found: tensor.kind(),
+                expected: "a floating-point tensor",
             });
         }
         self.used.insert(key.to_string());
         Ok(tensor.to_kind(Kind::Float).to_device(self.device))
+    }
+
+    /// The boolean tensor `key` (a mask buffer), which must have `shape`, on the device.
+    pub fn take_bool(&mut self, key: &str, shape: &[i64]) -> Result<Tensor, WeightsError> {
+        self.recorded.push((key.to_string(), shape.to_vec()));
+        let Some(tensors) = &self.tensors else {
+            return Ok(Tensor::zeros(shape, (Kind::Bool, Device::Cpu)));
+        };
+        let tensor = tensors.get(key).ok_or_else(|| WeightsError::Missing {
+            file: self.file.clone(),
+            key: key.to_string(),
+            expected: shape.to_vec(),
+        })?;
+        if tensor.size() != shape {
+            return Err(WeightsError::Shape {
+                file: self.file.clone(),
+                key: key.to_string(),
+                expected: shape.to_vec(),
+                found: tensor.size(),
+            });
+        }
+        if tensor.kind() != Kind::Bool {
+            return Err(WeightsError::Kind {
+                file: self.file.clone(),
+                key: key.to_string(),
+                found: tensor.kind(),
+                expected: "a bool mask",
+            });
+        }
+        self.used.insert(key.to_string());
+        Ok(tensor.to_device(self.device))
+    }
+
+    /// The shape of `key` if the file has it (to size a network from its weights).
+    pub fn shape_of(&self, key: &str) -> Option<Vec<i64>> {
+        self.tensors.as_ref()?.get(key).map(Tensor::size)
+    }
+
+    /// Every key of the file (to count repeated layers).
+    pub fn keys(&self) -> Vec<String> {
+        self.tensors
+            .as_ref()
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Whether the file has `key` (for checkpoints that name a tensor in two ways).

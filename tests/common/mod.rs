@@ -75,6 +75,58 @@ pub fn fixture_bundle() -> &'static std::path::Path {
         .leak()
 }
 
+/// The LivePortrait and JoyVASA fixture checkpoints converted into one bundle, with the
+/// denoiser's positional encoding `variant` ("fixed" or "bug"), once per test process
+/// and variant.
+pub fn joyvasa_bundle(variant: &str) -> PathBuf {
+    static BUNDLES: std::sync::Mutex<Vec<(String, tempfile::TempDir)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut bundles = BUNDLES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, dir)) = bundles.iter().find(|(v, _)| v == variant) {
+        return dir.path().join("bundle");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = liveportrait_fixtures();
+    let joyvasa = joyvasa_fixtures();
+    let status = std::process::Command::new("python3")
+        .arg(repo().join("tools/liveportrait/convert.py"))
+        .arg("--checkpoints")
+        .arg(&fixtures)
+        .arg("--config")
+        .arg(fixtures.join("config.json"))
+        .arg("--motion-generator")
+        .arg(joyvasa.join("motion_generator.pt"))
+        .arg("--motion-template")
+        .arg(joyvasa.join("motion_template.pkl"))
+        .arg("--hubert-config")
+        .arg(joyvasa.join("config.json"))
+        .arg("--positional-encoding")
+        .arg(variant)
+        .arg("--out")
+        .arg(dir.path().join("bundle"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("python3 runs");
+    assert!(
+        status.success(),
+        "the converter failed on the JoyVASA fixture checkpoints"
+    );
+    let path = dir.path().join("bundle");
+    bundles.push((variant.to_owned(), dir));
+    path
+}
+
+/// The JoyVASA fixture set (`$VASAFACEGEN_FIXTURES/joyvasa`); missing is a failure.
+pub fn joyvasa_fixtures() -> PathBuf {
+    let dir = liveportrait_fixtures().parent().unwrap().join("joyvasa");
+    assert!(
+        dir.join("io.safetensors").is_file(),
+        "no JoyVASA fixtures at {} (set VASAFACEGEN_FIXTURES)",
+        dir.display()
+    );
+    dir
+}
+
 /// A copy of the fixture bundle in a directory of its own (to damage, or to be a
 /// bundle no other test loads).
 pub fn copy_of_fixture_bundle() -> tempfile::TempDir {

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Converts LivePortrait's official checkpoints into a vasafacegen model bundle.
+"""Converts LivePortrait's official checkpoints (and, optionally, JoyVASA's motion
+generator) into a vasafacegen model bundle.
 
     python3 tools/liveportrait/convert.py \
         --checkpoints pretrained_weights/liveportrait/base_models_and_retargeting \
-        --out models/liveportrait-bundle [--config sizes.json] [--force]
+        --out models/liveportrait-bundle [--config sizes.json] [--force] \
+        [--motion-generator pretrained_weights/JoyVASA/motion_generator/motion_generator_hubert_chinese.pt \
+         --motion-template pretrained_weights/JoyVASA/motion_template/motion_template.pkl \
+         [--hubert-config pretrained_weights/chinese-hubert-base/config.json] \
+         [--positional-encoding bug|fixed]]
 
 The checkpoint folder holds the five official files (appearance_feature_extractor.pth,
 motion_extractor.pth, warping_module.pth, spade_generator.pth,
@@ -14,6 +19,17 @@ the handful of names a state dict uses (no code from the file runs, torch not ne
 safetensors file per component with the official key names (the stitching module's
 entries flattened to `<entry>.<key>`, its DDP `module.` prefixes removed) and a
 manifest.json: format, components, network sizes, SHA-256 of every source file, licence.
+
+With --motion-generator the bundle also gets JoyVASA's motion generator: the state dict
+of the `motion_generator_*.pt` container (a pickle of {'args': argparse.Namespace,
+'model': state dict, 'iter'}; only the args the official loader reads are kept) as
+motion_generator.safetensors, the motion template pickle (a dict of numpy arrays) as
+motion_template.safetensors, and the generator's sizes under `joyvasa` in the
+manifest. The HuBERT sizes come from --hubert-config (transformers' config.json of
+chinese-hubert-base, or any JSON with those fields at the top or under
+`hubert_config`); default: chinese-hubert-base. --positional-encoding chooses how the
+denoiser encodes frame positions: `bug` (default) as the public weights were trained,
+`fixed` as the reference code has done since its commit 74290f6.
 
 Needs only Python 3. Nothing is downloaded.
 """
@@ -79,7 +95,26 @@ OFFICIAL = {
 STORAGES = {
     "FloatStorage": ("F32", 4), "HalfStorage": ("F16", 2), "BFloat16Storage": ("BF16", 2),
     "DoubleStorage": ("F64", 8), "LongStorage": ("I64", 8), "IntStorage": ("I32", 4),
+    "BoolStorage": ("BOOL", 1),
 }
+
+JOYVASA_LICENCE = (
+    "JoyVASA motion generator: MIT (jdh-algo/JoyVASA); its audio encoder is "
+    "TencentGameMate/chinese-hubert-base, see that model's card for its terms"
+)
+
+# transformers' HubertConfig of TencentGameMate/chinese-hubert-base (hubert-base).
+HUBERT_BASE = {
+    "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+    "intermediate_size": 3072, "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2], "conv_bias": False, "num_conv_pos_embeddings": 128,
+    "num_conv_pos_embedding_groups": 16, "layer_norm_eps": 1e-5, "feat_proj_layer_norm": True,
+    "feat_extract_norm": "group", "do_stable_layer_norm": False,
+}
+
+# The motion generator's args the official loader and wrapper read.
+JOYVASA_ARGS = ["motion_feat_dim", "n_motions", "n_prev_motions", "feature_dim",
+                "n_diff_steps", "fps", "audio_model", "pad_mode"]
 
 
 class StoredTensor:
@@ -132,14 +167,134 @@ class StateDictUnpickler(pickle.Unpickler):
         return StoredTensor(dtype, list(shape), data[offset * size:(offset + numel) * size])
 
 
-def read_checkpoint(path):
+class Namespace:
+    """Stands in for argparse.Namespace: pickle fills its __dict__."""
+
+
+class ContainerUnpickler(StateDictUnpickler):
+    """A training container (JoyVASA's train.py): also its argparse.Namespace of
+    arguments, whose paths are pathlib objects (kept as strings)."""
+
+    def find_class(self, module, name):
+        if (module, name) == ("argparse", "Namespace"):
+            return Namespace
+        if module == "pathlib" and name in ("PosixPath", "WindowsPath", "PurePosixPath", "Path"):
+            return lambda *parts: "/".join(str(p) for p in parts)
+        return super().find_class(module, name)
+
+
+def read_checkpoint(path, unpickler=StateDictUnpickler):
     with zipfile.ZipFile(path) as archive:
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
         if len(pickles) != 1:
             raise ValueError("no data.pkl inside (not a torch.save archive)")
         prefix = pickles[0][: -len("/data.pkl")]
         with archive.open(pickles[0]) as f:
-            return StateDictUnpickler(f, archive, prefix).load()
+            return unpickler(f, archive, prefix).load()
+
+
+# numpy dtype string -> (safetensors dtype, bytes per element)
+NUMPY_TYPES = {"f4": ("F32", 4), "f8": ("F64", 8), "f2": ("F16", 2)}
+
+
+class NumpyDtype:
+    def __init__(self, name, _align=False, _copy=True):
+        if name not in NUMPY_TYPES:
+            raise pickle.UnpicklingError(f"numpy dtype {name} is not supported")
+        self.name, self.byteorder = name, "<"
+
+    def __setstate__(self, state):
+        self.byteorder = state[1]
+
+
+class NumpyArray:
+    def __init__(self, *_):
+        self.tensor = None
+
+    def __setstate__(self, state):
+        _version, shape, dtype, fortran, data = state
+        if dtype.byteorder == ">" or fortran and len(shape) > 1:
+            raise pickle.UnpicklingError("big-endian or Fortran-ordered arrays are not supported")
+        kind, size = NUMPY_TYPES[dtype.name]
+        numel = 1
+        for n in shape:
+            numel *= n
+        if len(data) != numel * size:
+            raise pickle.UnpicklingError(f"array of shape {shape}: {len(data)} bytes")
+        self.tensor = StoredTensor(kind, list(shape), bytes(data))
+
+
+class TemplateUnpickler(pickle.Unpickler):
+    """Reads a pickled dict of numpy arrays, allowing nothing else."""
+
+    def find_class(self, module, name):
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return lambda cls, shape, tag: NumpyArray()
+        if (module, name) == ("numpy", "ndarray"):
+            return NumpyArray
+        if (module, name) == ("numpy", "dtype"):
+            return NumpyDtype
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a motion template")
+
+
+def read_template(path):
+    try:
+        with open(path, "rb") as f:
+            data = TemplateUnpickler(f).load()
+    except Exception as err:
+        fail(f"{path}: not a readable motion template pickle ({err})")
+    if not isinstance(data, dict):
+        fail(f"{path}: expected a dict of arrays, found {type(data).__name__}")
+    tensors = {}
+    for key, value in data.items():
+        if isinstance(value, NumpyArray) and value.tensor is not None:
+            tensors[key] = value.tensor
+    needed = [f"{s}_{n}" for n in ("scale", "t", "pitch", "yaw", "roll") for s in ("min", "max")]
+    needed += ["mean_exp", "std_exp"]
+    missing = [k for k in needed if k not in tensors]
+    if missing:
+        fail(f"{path}: no {', '.join(missing)} (not a JoyVASA motion template?)")
+    return tensors
+
+
+def read_hubert_config(path):
+    if path is None:
+        return dict(HUBERT_BASE)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except Exception as err:
+        fail(f"{path}: not a readable JSON file ({err})")
+    data = data.get("hubert_config", data)
+    missing = [k for k in HUBERT_BASE if k not in data]
+    if missing:
+        fail(f"{path}: no {', '.join(missing)} (expected transformers' HubertConfig fields)")
+    return {k: data[k] for k in HUBERT_BASE}
+
+
+def read_motion_generator(path, hubert, positional_encoding):
+    """The state dict and the `joyvasa` manifest entry of a motion_generator_*.pt."""
+    try:
+        container = read_checkpoint(path, ContainerUnpickler)
+    except Exception as err:
+        fail(f"{path}: not a readable JoyVASA motion generator ({err})")
+    if not isinstance(container, dict) or "model" not in container or "args" not in container:
+        fail(f"{path}: expected a dict with 'args' and 'model' (JoyVASA's train.py container)")
+    args = vars(container["args"]) if isinstance(container["args"], Namespace) else container["args"]
+    if not isinstance(args, dict):
+        fail(f"{path}: 'args' is {type(args).__name__}, expected an argparse.Namespace")
+    missing = [k for k in JOYVASA_ARGS if k not in args]
+    if missing:
+        fail(f"{path}: args lack {', '.join(missing)}")
+    if not str(args["audio_model"]).startswith("hubert"):
+        fail(f"{path}: audio_model {args['audio_model']!r} is not supported (HuBERT only)")
+    state = container["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, StoredTensor) for v in state.values()):
+        fail(f"{path}: 'model' is not a state dict of tensors")
+    config = {k: args[k] for k in JOYVASA_ARGS if k not in ("audio_model", "pad_mode")}
+    config["positional_encoding"] = positional_encoding
+    config["hubert"] = hubert
+    return state, config
 
 
 def fail(message):
@@ -230,7 +385,17 @@ def main():
     parser.add_argument("--out", required=True, help="bundle folder to create")
     parser.add_argument("--config", help="network sizes (JSON, models.yaml schema); default: official")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle")
+    parser.add_argument("--motion-generator", help="JoyVASA motion_generator_*.pt to include")
+    parser.add_argument("--motion-template", help="JoyVASA motion_template.pkl (with --motion-generator)")
+    parser.add_argument("--hubert-config", help="HuBERT config.json; default: chinese-hubert-base")
+    parser.add_argument("--positional-encoding", choices=["bug", "fixed"], default="bug",
+                        help="denoiser frame positions: as trained (bug, default) or as the reference now does (fixed)")
     args = parser.parse_args()
+    if bool(args.motion_generator) != bool(args.motion_template):
+        fail("--motion-generator and --motion-template go together")
+    for path in (args.motion_generator, args.motion_template, args.hubert_config):
+        if path and not os.path.isfile(path):
+            fail(f"{path}: no such file")
 
     if os.path.exists(args.out) and os.listdir(args.out) and not args.force:
         fail(f"{args.out} exists; pass --force to replace it")
@@ -244,13 +409,30 @@ def main():
         write_safetensors(state, os.path.join(staging, component + ".safetensors"))
         sources[os.path.basename(path)] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
         components[component] = component + ".safetensors"
+    licence = LICENCE
+    joyvasa = None
+    if args.motion_generator:
+        print(f"[+] motion_generator: reading {args.motion_generator}", flush=True)
+        hubert = read_hubert_config(args.hubert_config)
+        state, joyvasa = read_motion_generator(args.motion_generator, hubert, args.positional_encoding)
+        write_safetensors(state, os.path.join(staging, "motion_generator.safetensors"))
+        components["motion_generator"] = "motion_generator.safetensors"
+        print(f"[+] motion_template: reading {args.motion_template}", flush=True)
+        template = read_template(args.motion_template)
+        write_safetensors(template, os.path.join(staging, "motion_template.safetensors"))
+        components["motion_template"] = "motion_template.safetensors"
+        for path in (args.motion_generator, args.motion_template, args.hubert_config):
+            if path:
+                sources[os.path.basename(path)] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
+        licence = LICENCE + "; " + JOYVASA_LICENCE
     manifest = {
         "format": FORMAT,
         "version": VERSION,
         "components": components,
         "liveportrait_config": config,
+        "joyvasa": joyvasa,
         "sources": sources,
-        "licence": LICENCE,
+        "licence": licence,
         "converted_by": "tools/liveportrait/convert.py",
     }
     with open(os.path.join(staging, "manifest.json"), "w") as f:
