@@ -200,8 +200,14 @@ fn the_head_motion_control_eases_in() {
         closure: 0.0,
     };
     let mut generator = MotionGenerator::new(2);
-    let still = MotionControls { head_motion: 0.0 };
-    let lively = MotionControls { head_motion: 2.0 };
+    let still = MotionControls {
+        head_motion: 0.0,
+        ..MotionControls::default()
+    };
+    let lively = MotionControls {
+        head_motion: 2.0,
+        ..MotionControls::default()
+    };
     let mut yaw = Vec::new();
     for n in 0..200 {
         let controls = if n < 100 { still } else { lively };

@@ -14,12 +14,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::joyvasa::FrameMotion;
+
 use tch::{Device, Kind, Tensor};
 
 use super::builtin::BuiltinEngine;
 use super::{
-    AudioWindow, Engine, EngineError, FrameSize, Motion, MotionControls, PreparedSource,
-    SourceHints, SourcePreparer, TensorContext, guarded,
+    AudioWindow, Engine, EngineError, FrameSize, KeypointMotion, Motion, MotionControls,
+    PreparedSource, SourceHints, SourcePreparer, TensorContext, guarded,
 };
 use crate::face;
 use crate::liveportrait::stitching::{rotation, transform_keypoints};
@@ -39,20 +41,69 @@ const OPEN_EYE_RATIO: f32 = 0.32;
 /// Lip-opening ratio (inner-lip distance over mouth width) of a wide-open mouth, the
 /// driving ratio at `mouth_open` = 1.
 const WIDE_OPEN_LIP_RATIO: f32 = 0.6;
+/// The expression keypoints JoyVASA's pipeline drives absolutely (the lips).
+const LIP_KEYPOINTS: [i64; 6] = [6, 12, 14, 17, 19, 20];
+/// Lip ratio from which the reference treats a portrait's mouth as open.
+const LIP_NORMALIZE_THRESHOLD: f32 = 0.03;
+
+/// Area of the convex hull of the keypoints' `(x, y)` (`(1, K, 3)`), as the reference's
+/// `calc_motion_multiplier` measures a face's size.
+fn hull_area(keypoints: &Tensor) -> f32 {
+    let values: Vec<f32> = Vec::try_from(
+        keypoints
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .flatten(0, -1),
+    )
+    .unwrap_or_default();
+    let mut points: Vec<(f32, f32)> = values.chunks(3).map(|p| (p[0], p[1])).collect();
+    points.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let cross = |o: (f32, f32), a: (f32, f32), b: (f32, f32)| {
+        (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0)
+    };
+    // Andrew's monotone chain: lower then upper hull.
+    let mut hull: Vec<(f32, f32)> = Vec::with_capacity(2 * points.len());
+    for pass in 0..2 {
+        let start = hull.len();
+        let ordered: Box<dyn Iterator<Item = &(f32, f32)>> = if pass == 0 {
+            Box::new(points.iter())
+        } else {
+            Box::new(points.iter().rev())
+        };
+        for &p in ordered {
+            while hull.len() >= start + 2
+                && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0.0
+            {
+                hull.pop();
+            }
+            hull.push(p);
+        }
+        hull.pop();
+    }
+    let n = hull.len();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (hull[i], hull[(i + 1) % n]);
+            a.0 * b.1 - b.0 * a.1
+        })
+        .sum::<f32>()
+        .abs()
+        / 2.0
+}
 
 type SharedModel = Arc<Frozen<LivePortrait>>;
 
 /// Identifies loaded weights: the same bundle (by path and manifest time) on the same
 /// device is the same model.
 #[derive(Debug, Clone, PartialEq)]
-struct ModelKey {
-    dir: PathBuf,
+pub(super) struct ModelKey {
+    pub(super) dir: PathBuf,
     manifest_modified: Option<std::time::SystemTime>,
     device: Device,
 }
 
 impl ModelKey {
-    fn new(dir: &Path, device: Device) -> Self {
+    pub(super) fn new(dir: &Path, device: Device) -> Self {
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
         let manifest_modified = std::fs::metadata(dir.join("manifest.json"))
             .and_then(|m| m.modified())
@@ -63,56 +114,93 @@ impl ModelKey {
             device,
         }
     }
+
+    /// A string naming the model, for the prepared-portrait cache.
+    pub(super) fn describe(&self, engine: &str) -> String {
+        format!(
+            "{engine}:{}:{:?}:{:?}",
+            self.dir.display(),
+            self.device,
+            self.manifest_modified
+        )
+    }
 }
 
-struct LoadedModel {
+struct LoadedModel<T> {
     key: ModelKey,
-    model: Weak<Frozen<LivePortrait>>,
+    model: Weak<Frozen<T>>,
     /// How many times this bundle was read from disk in this process.
     loads: usize,
 }
 
-static LOADED: Mutex<Vec<LoadedModel>> = Mutex::new(Vec::new());
-
-fn loaded() -> std::sync::MutexGuard<'static, Vec<LoadedModel>> {
-    LOADED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Networks loaded from bundles, one copy per (bundle, device) in the process while
+/// anything uses it. The lock is held while loading, so two elements starting together
+/// wait for one load instead of making two.
+pub(super) struct ModelCache<T> {
+    entries: Mutex<Vec<LoadedModel<T>>>,
 }
 
-/// The renderer of the bundle at `dir` on `device`, loaded once for the whole process
-/// while anything uses it. The lock is held while loading, so two elements starting
-/// together wait for one load instead of making two.
-pub fn shared_model(dir: &Path, device: Device) -> Result<SharedModel, BundleError> {
-    let key = ModelKey::new(dir, device);
-    let mut models = loaded();
-    if let Some(entry) = models.iter().find(|m| m.key == key)
-        && let Some(model) = entry.model.upgrade()
-    {
-        return Ok(model);
-    }
-    let model = Arc::new(Frozen::new(LivePortrait::load_bundle(dir, device)?));
-    match models.iter_mut().find(|m| m.key == key) {
-        Some(entry) => {
-            entry.model = Arc::downgrade(&model);
-            entry.loads += 1;
+impl<T> ModelCache<T> {
+    pub(super) const fn new() -> Self {
+        Self {
+            entries: Mutex::new(Vec::new()),
         }
-        None => models.push(LoadedModel {
-            key,
-            model: Arc::downgrade(&model),
-            loads: 1,
-        }),
     }
-    Ok(model)
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<LoadedModel<T>>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn get_or_load(
+        &self,
+        dir: &Path,
+        device: Device,
+        load: impl FnOnce() -> Result<T, BundleError>,
+    ) -> Result<Arc<Frozen<T>>, BundleError> {
+        let key = ModelKey::new(dir, device);
+        let mut models = self.lock();
+        if let Some(entry) = models.iter().find(|m| m.key == key)
+            && let Some(model) = entry.model.upgrade()
+        {
+            return Ok(model);
+        }
+        let model = Arc::new(Frozen::new(load()?));
+        match models.iter_mut().find(|m| m.key == key) {
+            Some(entry) => {
+                entry.model = Arc::downgrade(&model);
+                entry.loads += 1;
+            }
+            None => models.push(LoadedModel {
+                key,
+                model: Arc::downgrade(&model),
+                loads: 1,
+            }),
+        }
+        Ok(model)
+    }
+
+    pub(super) fn times_loaded(&self, dir: &Path, device: Device) -> usize {
+        let key = ModelKey::new(dir, device);
+        self.lock()
+            .iter()
+            .find(|m| m.key == key)
+            .map_or(0, |m| m.loads)
+    }
+}
+
+static RENDERERS: ModelCache<LivePortrait> = ModelCache::new();
+
+/// The renderer of the bundle at `dir` on `device`, loaded once for the whole process
+/// while anything uses it.
+pub fn shared_model(dir: &Path, device: Device) -> Result<SharedModel, BundleError> {
+    RENDERERS.get_or_load(dir, device, || LivePortrait::load_bundle(dir, device))
 }
 
 /// How many times the bundle at `dir` was read from disk for `device` in this process.
 pub fn times_loaded(dir: &Path, device: Device) -> usize {
-    let key = ModelKey::new(dir, device);
-    loaded()
-        .iter()
-        .find(|m| m.key == key)
-        .map_or(0, |m| m.loads)
+    RENDERERS.times_loaded(dir, device)
 }
 
 /// What preparation computes for one portrait, kept in [`PreparedSource::extra`].
@@ -205,6 +293,9 @@ impl LivePortraitEngine {
     /// The driving keypoints of `motion` for `source`: its own pose turned and moved by
     /// the head motion, eyes and lips retargeted, stitched to the source.
     fn driving_keypoints(&self, motion: &Motion, source: &NeuralSource) -> Tensor {
+        if let Some(generated) = &motion.keypoints {
+            return self.generated_keypoints(generated, source);
+        }
         let info = &source.info;
         let degrees = |radians: f32| f64::from(radians.to_degrees());
         // The reference turns keypoints by (Rz Ry Rx) with x right, y down: a positive
@@ -249,6 +340,72 @@ impl LivePortraitEngine {
         stitching.stitch(x_s, &retargeted)
     }
 
+    /// The driving keypoints of generated LivePortrait motion, as JoyVASA's pipeline
+    /// makes them (relative motion, "expression-friendly", with stitching): the
+    /// source's pose turned by the generated turn since the stream's first frame, its
+    /// expression moved by the generated change except the lips, which take the
+    /// generated values as they are; scale and translation relative likewise; then the
+    /// change from the first frame is rescaled to the source face's size and stitched.
+    fn generated_keypoints(&self, k: &KeypointMotion, source: &NeuralSource) -> Tensor {
+        let info = &source.info;
+        let device = self.device;
+        let (current, first) = (&k.current, &k.reference);
+        let head = k.head_motion;
+        let towards = |from: f32, to: f32| from + (to - from) * head;
+        let angle = |value: f32| Tensor::from_slice(&[value]).to_device(device).view([1, 1]);
+        let turn_to = rotation(
+            &angle(towards(first.pitch, current.pitch)),
+            &angle(towards(first.yaw, current.yaw)),
+            &angle(towards(first.roll, current.roll)),
+        );
+        let turn_from = rotation(&angle(first.pitch), &angle(first.yaw), &angle(first.roll));
+        let source_rotation = rotation(&info.pitch, &info.yaw, &info.roll);
+        let rotation_new = turn_to
+            .bmm(&turn_from.transpose(1, 2))
+            .bmm(&source_rotation);
+        let expression = |m: &FrameMotion| {
+            Tensor::from_slice(&m.exp)
+                .to_device(device)
+                .view([1, 21, 3])
+        };
+        let (exp_now, exp_first) = (expression(current), expression(first));
+        let lips = Tensor::from_slice(&LIP_KEYPOINTS).to_device(device);
+        // Lips: the generated values, pulled to the portrait's own in silence.
+        let lip_values = |exp: &Tensor| {
+            let generated = exp.index_select(1, &lips);
+            let own = info.exp.index_select(1, &lips);
+            &generated + (own - &generated) * f64::from(k.mouth_rest)
+        };
+        let delta = (&info.exp + (&exp_now - &exp_first) * f64::from(k.expression_scale))
+            .index_copy(1, &lips, &lip_values(&exp_now));
+        let delta_first = info.exp.index_copy(1, &lips, &lip_values(&exp_first));
+        let scale = &info.scale * f64::from(1.0 + (current.scale / first.scale - 1.0) * head);
+        let shift: Vec<f32> = (0..3).map(|i| (current.t[i] - first.t[i]) * head).collect();
+        let t = &info.t + Tensor::from_slice(&shift).to_device(device).view([1, 3]);
+        let x_d = transform_keypoints(&info.kp, &rotation_new, &delta, &scale, &t);
+        let x_first = transform_keypoints(
+            &info.kp,
+            &source_rotation,
+            &delta_first,
+            &info.scale,
+            &info.t,
+        );
+        let x_s = &source.x_s;
+        let multiplier = (hull_area(x_s) / hull_area(&x_first).max(f32::EPSILON)).sqrt();
+        let relative = (x_d - &x_first) * f64::from(multiplier) + x_s;
+        let stitched = self.model.stitching.stitch(x_s, &relative);
+        if k.mouth_rest > 0.0 && source.lip_ratio >= LIP_NORMALIZE_THRESHOLD {
+            // A portrait photographed with parted lips: close them in silence.
+            let closing = self
+                .model
+                .stitching
+                .retarget_lip(x_s, &self.ratios(&[source.lip_ratio, 0.0]));
+            stitched + closing * f64::from(k.mouth_rest)
+        } else {
+            stitched
+        }
+    }
+
     fn ratios(&self, values: &[f32]) -> Tensor {
         Tensor::from_slice(values)
             .to_device(self.device)
@@ -257,7 +414,7 @@ impl LivePortraitEngine {
 
     /// libtorch on the CPU uses every core for the networks: the builtin motion code
     /// on the same thread asks for one (see `builtin::one_cpu_thread`).
-    fn all_cpu_threads(&self) {
+    pub(super) fn all_cpu_threads(&self) {
         if self.device == Device::Cpu && tch::get_num_threads() != self.cpu_threads {
             tch::set_num_threads(self.cpu_threads);
         }
@@ -282,16 +439,10 @@ impl Engine for LivePortraitEngine {
     }
 
     fn source_preparer(&self) -> Arc<dyn SourcePreparer> {
-        let key = ModelKey::new(&self.bundle, self.device);
         Arc::new(LivePortraitPreparer {
             model: self.model.clone(),
             device: self.device,
-            cache_key: format!(
-                "liveportrait:{}:{:?}:{:?}",
-                key.dir.display(),
-                key.device,
-                key.manifest_modified
-            ),
+            cache_key: ModelKey::new(&self.bundle, self.device).describe("liveportrait"),
         })
     }
 

@@ -11,6 +11,7 @@
 //! Nothing here knows about GStreamer.
 
 pub mod builtin;
+pub mod joyvasa;
 pub mod liveportrait;
 pub mod offline;
 
@@ -57,7 +58,8 @@ impl AudioWindow<'_> {
 }
 
 /// How the face looks in one frame. The default is a face at rest: lips closed, eyes
-/// open, head still. (A portrait photographed with parted lips is drawn as it is at
+/// open, head still. Neural motion engines also give LivePortrait keypoint motion
+/// ([`KeypointMotion`]); renderers that understand it draw that instead. (A portrait photographed with parted lips is drawn as it is at
 /// `mouth_open` = the engine's rest opening for it; at 0 its lips close.)
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Motion {
@@ -80,6 +82,25 @@ pub struct Motion {
     /// Head translation in inter-ocular distances (positive = right, down).
     pub shift_x: f32,
     pub shift_y: f32,
+    /// LivePortrait motion from a neural motion generator (JoyVASA), when there is one.
+    pub keypoints: Option<KeypointMotion>,
+}
+
+/// One frame of generated LivePortrait motion, with what the renderer needs to apply
+/// it the way the reference pipeline does (relative to the stream's first frame).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeypointMotion {
+    /// This frame's generated motion.
+    pub current: crate::joyvasa::FrameMotion,
+    /// The stream's first generated frame: motion is applied relative to it.
+    pub reference: crate::joyvasa::FrameMotion,
+    /// Scale of the expression change (1 = as generated).
+    pub expression_scale: f32,
+    /// Scale of the head's turn, scale change and translation (1 = as generated).
+    pub head_motion: f32,
+    /// How far the lips are pulled to the portrait's closed mouth: 0 while speaking,
+    /// 1 in silence.
+    pub mouth_rest: f32,
 }
 
 impl Motion {
@@ -94,11 +115,26 @@ impl Motion {
 pub struct MotionControls {
     /// Head motion scale: 0 = still .. 1 = natural .. 2 = lively.
     pub head_motion: f32,
+    /// Neural motion: classifier-free guidance scale on the audio.
+    pub cfg_scale: f32,
+    /// Neural motion: diffusion sampling steps (0 = as many as the model was trained
+    /// with).
+    pub sampling_steps: u32,
+    /// Neural motion: scale of the expression change (1 = as generated).
+    pub expression_scale: f32,
 }
+
+/// JoyVASA's inference default.
+pub const DEFAULT_CFG_SCALE: f32 = 2.8;
 
 impl Default for MotionControls {
     fn default() -> Self {
-        Self { head_motion: 1.0 }
+        Self {
+            head_motion: 1.0,
+            cfg_scale: DEFAULT_CFG_SCALE,
+            sampling_steps: 0,
+            expression_scale: 1.0,
+        }
     }
 }
 
@@ -286,6 +322,13 @@ pub trait Engine: Send {
     /// New live controls; engines ease into them rather than jump.
     fn set_controls(&mut self, _controls: MotionControls) {}
 
+    /// How much audio after a frame's end the engine wants before drawing it, given
+    /// the lookahead the user allows (`latency`) and whether the stream is live. Engines
+    /// that work on whole windows of audio ask for more when the stream is not live.
+    fn lookahead_samples(&self, allowed: u64, _live: bool) -> u64 {
+        allowed
+    }
+
     /// The motion of one frame, from its audio window. Called once per frame, in order.
     fn motion(&mut self, audio: &AudioWindow<'_>) -> Result<Motion, EngineError>;
 
@@ -304,9 +347,17 @@ pub trait Engine: Send {
 pub fn create(model: &str, device: tch::Device) -> Result<Box<dyn Engine>, EngineError> {
     match model {
         "builtin" => Ok(Box::new(builtin::BuiltinEngine::new(device)?)),
-        dir if std::path::Path::new(dir).is_dir() => Ok(Box::new(
-            liveportrait::LivePortraitEngine::new(std::path::Path::new(dir), device)?,
-        )),
+        dir if std::path::Path::new(dir).is_dir() => {
+            let dir = std::path::Path::new(dir);
+            let manifest = crate::liveportrait::BundleManifest::read(dir)?;
+            if manifest.joyvasa.is_some() {
+                Ok(Box::new(joyvasa::JoyVasaEngine::new(dir, device)?))
+            } else {
+                Ok(Box::new(liveportrait::LivePortraitEngine::new(
+                    dir, device,
+                )?))
+            }
+        }
         other => Err(EngineError::UnknownModel(other.to_owned())),
     }
 }

@@ -22,15 +22,20 @@
 //! events travel through the same queue, so they stay in order with the frames.
 //!
 //! ## Latency
-//! A frame can be generated once the audio up to its end plus the lookahead (`latency`
-//! property) has arrived, and then takes up to one frame period to generate: the element
-//! adds lookahead + 2 frame periods to upstream's latency.
+//! A frame can be generated once the audio up to its end plus the lookahead has
+//! arrived, and then takes time to generate: the element adds lookahead + one frame
+//! period + the longer of one frame period and the longest generation seen so far to
+//! upstream's latency (and posts a latency message when that grows). The lookahead is
+//! the `latency` property, except that an engine working on whole windows of audio
+//! (JoyVASA) takes a whole window when upstream is not live.
 //!
 //! ## Models
-//! `model=builtin` needs no download. `model=<dir>` names a model bundle converted from
-//! the LivePortrait checkpoints (tools/liveportrait/convert.py, see the README): the
-//! builtin motion drawn by LivePortrait's networks, the face cropped by `crop-scale` and
-//! `crop-offset-y`.
+//! `model=builtin` needs no download. `model=<dir>` names a model bundle converted by
+//! tools/liveportrait/convert.py (see the README): from the LivePortrait checkpoints,
+//! the builtin motion drawn by LivePortrait's networks; with JoyVASA's motion generator
+//! in the bundle too, motion generated from the audio by its diffusion transformer
+//! (`cfg-scale`, `sampling-steps`, `expression-scale`). The face is cropped by
+//! `crop-scale` and `crop-offset-y`.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -53,7 +58,7 @@ use crate::face::{FaceBox, FaceError};
 use crate::portrait::PortraitError;
 use crate::render::crop::{CropSettings, DEFAULT_CROP_OFFSET_Y, DEFAULT_CROP_SCALE};
 use crate::render::pack::{PixelLayout, pack_frame};
-use crate::timeline::{FrameRate, SAMPLE_RATE, samples_for_ns};
+use crate::timeline::{FrameRate, SAMPLE_RATE, ns_for_samples, samples_for_ns};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -70,6 +75,9 @@ const DEFAULT_LATENCY_MS: u32 = 100;
 const DEFAULT_HEAD_MOTION: f64 = 1.0;
 const MAX_HEAD_MOTION: f64 = 2.0;
 const MAX_LATENCY_MS: u32 = 2_000;
+const MAX_CFG_SCALE: f64 = 10.0;
+const MAX_SAMPLING_STEPS: u32 = 1_000;
+const MAX_EXPRESSION_SCALE: f64 = 2.0;
 const MIN_CROP_SCALE: f64 = 1.0;
 const MAX_CROP_SCALE: f64 = 4.0;
 const MAX_CROP_OFFSET_Y: f64 = 0.5;
@@ -100,6 +108,9 @@ struct Settings {
     head_motion: f64,
     crop_scale: f64,
     crop_offset_y: f64,
+    cfg_scale: f64,
+    sampling_steps: u32,
+    expression_scale: f64,
 }
 
 impl Default for Settings {
@@ -114,6 +125,9 @@ impl Default for Settings {
             head_motion: DEFAULT_HEAD_MOTION,
             crop_scale: f64::from(DEFAULT_CROP_SCALE),
             crop_offset_y: f64::from(DEFAULT_CROP_OFFSET_Y),
+            cfg_scale: f64::from(engine::DEFAULT_CFG_SCALE),
+            sampling_steps: 0,
+            expression_scale: 1.0,
         }
     }
 }
@@ -299,6 +313,8 @@ struct Generator {
     draining: Option<Item>,
     window: Vec<f32>,
     seed: u64,
+    /// Whether upstream is live, asked at the stream's first frame.
+    live: Option<bool>,
 }
 
 impl Generator {
@@ -316,6 +332,7 @@ impl Generator {
 
     /// Forgets the current segment's audio and frames (not the engine, portrait or caps).
     fn reset_stream(&mut self) {
+        self.live = None;
         self.clock = None;
         self.origin_pts = None;
         self.audio.clear();
@@ -381,6 +398,11 @@ pub struct VasaFaceGen {
     streaming: AtomicBool,
     active_device: Mutex<Option<String>>,
     stats: Statistics,
+    /// The lookahead in use (the engine may need more than `latency` when the stream
+    /// is not live), in samples; `u64::MAX` until known.
+    lookahead_in_use: AtomicU64,
+    /// The generation time last included in a latency answer, in ns.
+    reported_generation_ns: AtomicU64,
 }
 
 #[glib::object_subclass]
@@ -439,6 +461,8 @@ impl ObjectSubclass for VasaFaceGen {
             streaming: AtomicBool::new(false),
             active_device: Mutex::new(None),
             stats: Statistics::default(),
+            lookahead_in_use: AtomicU64::new(u64::MAX),
+            reported_generation_ns: AtomicU64::new(0),
         }
     }
 }
@@ -476,9 +500,10 @@ impl ObjectImpl for VasaFaceGen {
                     .nick("Model")
                     .blurb(
                         "Animation engine: \"builtin\" needs no downloaded weights; or the \
-                         directory of a model bundle made from the LivePortrait weights \
-                         (tools/liveportrait/convert.py): the same motion drawn by the neural \
-                         renderer",
+                         directory of a model bundle made by tools/liveportrait/convert.py: \
+                         from the LivePortrait weights, the builtin motion drawn by the neural \
+                         renderer; with JoyVASA's motion generator too, audio-driven neural \
+                         motion (lips, expression, head)",
                     )
                     .default_value(Some(DEFAULT_MODEL))
                     .mutable_ready()
@@ -550,6 +575,41 @@ impl ObjectImpl for VasaFaceGen {
                     .minimum(-MAX_CROP_OFFSET_Y)
                     .maximum(MAX_CROP_OFFSET_Y)
                     .default_value(f64::from(DEFAULT_CROP_OFFSET_Y))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("cfg-scale")
+                    .nick("Audio guidance scale")
+                    .blurb(
+                        "Neural motion (JoyVASA): classifier-free guidance on the audio; \
+                         higher follows the speech more strongly, 1 = unguided. Applies from \
+                         the next window of motion",
+                    )
+                    .minimum(0.0)
+                    .maximum(MAX_CFG_SCALE)
+                    .default_value(f64::from(engine::DEFAULT_CFG_SCALE))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("sampling-steps")
+                    .nick("Diffusion sampling steps")
+                    .blurb(
+                        "Neural motion (JoyVASA): denoising steps per window; 0 = as many as \
+                         the model was trained with (best), fewer are faster (e.g. 10 on a \
+                         CPU). Applies from the next window",
+                    )
+                    .maximum(MAX_SAMPLING_STEPS)
+                    .default_value(0)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("expression-scale")
+                    .nick("Expression scale")
+                    .blurb(
+                        "Neural motion (JoyVASA): how strongly the generated expression \
+                         (brows, eyes, cheeks) changes the face; 0 = the portrait's own, \
+                         1 = as generated. The lips always follow the speech",
+                    )
+                    .minimum(0.0)
+                    .maximum(MAX_EXPRESSION_SCALE)
+                    .default_value(1.0)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt64::builder("frames-produced")
@@ -633,6 +693,15 @@ impl ObjectImpl for VasaFaceGen {
             "head-motion" => {
                 lock(&self.settings).head_motion = value.get().expect("type checked upstream");
             }
+            "cfg-scale" => {
+                lock(&self.settings).cfg_scale = value.get().expect("type checked upstream");
+            }
+            "sampling-steps" => {
+                lock(&self.settings).sampling_steps = value.get().expect("type checked upstream");
+            }
+            "expression-scale" => {
+                lock(&self.settings).expression_scale = value.get().expect("type checked upstream");
+            }
             "latency" => {
                 let latency_ms: u32 = value.get().expect("type checked upstream");
                 let changed = {
@@ -663,6 +732,9 @@ impl ObjectImpl for VasaFaceGen {
             "seed" => lock(&self.settings).seed.to_value(),
             "latency" => lock(&self.settings).latency_ms.to_value(),
             "head-motion" => lock(&self.settings).head_motion.to_value(),
+            "cfg-scale" => lock(&self.settings).cfg_scale.to_value(),
+            "sampling-steps" => lock(&self.settings).sampling_steps.to_value(),
+            "expression-scale" => lock(&self.settings).expression_scale.to_value(),
             "crop-scale" => lock(&self.settings).crop_scale.to_value(),
             "crop-offset-y" => lock(&self.settings).crop_offset_y.to_value(),
             "frames-produced" => self.stats.frames.load(Ordering::Relaxed).to_value(),
@@ -1218,15 +1290,52 @@ impl VasaFaceGen {
         }
     }
 
-    /// Lookahead + one frame period (waiting for the frame's own audio) + one frame
-    /// period of generation budget.
+    /// Lookahead + one frame period (waiting for the frame's own audio) + the time a
+    /// frame takes to generate: one frame period, or the longest generation seen so far
+    /// if that is longer (a neural engine generating a window of motion at once).
     fn own_latency(&self) -> gst::ClockTime {
-        let lookahead_ms = lock(&self.settings).latency_ms;
+        let lookahead = match self.lookahead_in_use.load(Ordering::Relaxed) {
+            u64::MAX => lock(&self.settings).lookahead_samples(),
+            samples => samples,
+        };
         let rate = lock(&self.shared)
             .frame_rate
             .unwrap_or(FrameRate::new(DEFAULT_FPS.0, DEFAULT_FPS.1).expect("positive"));
-        gst::ClockTime::from_mseconds(u64::from(lookahead_ms))
-            + gst::ClockTime::from_nseconds(2 * rate.period_ns())
+        let generation = self
+            .stats
+            .max_ns
+            .load(Ordering::Relaxed)
+            .max(rate.period_ns());
+        self.reported_generation_ns
+            .store(generation, Ordering::Relaxed);
+        gst::ClockTime::from_nseconds(ns_for_samples(lookahead))
+            + gst::ClockTime::from_nseconds(rate.period_ns() + generation)
+    }
+
+    /// Tells the pipeline to ask again for the latency when it grew: the lookahead in
+    /// use changed, or a frame took longer than the latency answer allowed for.
+    fn latency_changed(&self, lookahead: u64, period_ns: u64) {
+        let previous = self.lookahead_in_use.swap(lookahead, Ordering::Relaxed);
+        let reported = self
+            .reported_generation_ns
+            .load(Ordering::Relaxed)
+            .max(period_ns);
+        let slower = self.stats.max_ns.load(Ordering::Relaxed) > reported + period_ns / 2;
+        if (previous != u64::MAX && previous != lookahead) || slower {
+            if slower {
+                self.reported_generation_ns
+                    .store(self.stats.max_ns.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            let _ = self
+                .obj()
+                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        }
+    }
+
+    /// Whether upstream is live (asked once per stream).
+    fn upstream_is_live(&self) -> bool {
+        let mut query = gst::query::Latency::new();
+        self.sinkpad.peer_query(&mut query) && query.result().0
     }
 
     // ---- the src pad task -----------------------------------------------------------
@@ -1341,12 +1450,22 @@ impl VasaFaceGen {
                 generator.source = Some(source);
             }
         }
+        let live = *generator
+            .live
+            .get_or_insert_with(|| self.upstream_is_live());
         let (lookahead, controls) = {
             let settings = lock(&self.settings);
+            let allowed = settings.lookahead_samples();
             (
-                settings.lookahead_samples(),
+                generator
+                    .engine
+                    .as_ref()
+                    .map_or(allowed, |engine| engine.lookahead_samples(allowed, live)),
                 MotionControls {
                     head_motion: settings.head_motion as f32,
+                    cfg_scale: settings.cfg_scale as f32,
+                    sampling_steps: settings.sampling_steps,
+                    expression_scale: settings.expression_scale as f32,
                 },
             )
         };
@@ -1698,6 +1817,7 @@ impl VasaFaceGen {
             pack_frame(&frame, output.layout, data, stride).map_err(engine_error)?;
         }
         self.stats.record(began.elapsed().as_nanos() as u64);
+        self.latency_changed(lookahead, rate.period_ns());
 
         let clock = generator.clock.as_mut().expect("checked above");
         clock.frames += 1;

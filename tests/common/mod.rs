@@ -179,7 +179,7 @@ pub fn harness(image: &std::path::Path, sink_caps: &str) -> gst_check::Harness {
     harness_with(image, &[], sink_caps)
 }
 
-/// Like [`harness`], with more string properties set (e.g. `face-box`).
+/// Like [`harness`], with more properties set, given as strings as in gst-launch.
 pub fn harness_with(
     image: &std::path::Path,
     properties: &[(&str, &str)],
@@ -189,7 +189,7 @@ pub fn harness_with(
     let mut builder =
         gst::ElementFactory::make("vasafacegen").property("image", image.to_str().unwrap());
     for (name, value) in properties {
-        builder = builder.property(name, *value);
+        builder = builder.property_from_str(name, value);
     }
     let element = builder.build().expect("vasafacegen exists");
     let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));

@@ -221,6 +221,7 @@ impl MotionGenerator {
             roll: (drift[2] * ROLL_SPEAKING * liveliness) as f32,
             shift_x: (drift[3] * SHIFT_SPEAKING * liveliness) as f32,
             shift_y: (drift[4] * SHIFT_SPEAKING * 0.6 * liveliness) as f32,
+            keypoints: None,
         }
     }
 }
@@ -349,7 +350,10 @@ mod tests {
     fn head_moves_more_while_speaking_and_not_at_all_at_zero_scale() {
         let energy = |voice: f32, scale: f32| {
             let mut generator = MotionGenerator::new(5);
-            let controls = MotionControls { head_motion: scale };
+            let controls = MotionControls {
+                head_motion: scale,
+                ..MotionControls::default()
+            };
             let motions: Vec<Motion> = (0..1500)
                 .map(|_| {
                     generator.next(

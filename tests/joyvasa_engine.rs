@@ -1,0 +1,265 @@
+//! The JoyVASA engine (a bundle with a motion generator) with the fixture checkpoints
+//! (random weights at reduced size: only the plumbing can be judged): motion windows,
+//! the seed, live lookahead, silence, the element's timing, an MP4 from a pipeline,
+//! shared weights and damaged bundles.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gstvasafacegen::engine::joyvasa::{JoyVasaEngine, generator_times_loaded};
+use gstvasafacegen::engine::{AudioWindow, Engine, KeypointMotion, MotionControls};
+use gstvasafacegen::timeline::FrameRate;
+use tch::Device;
+
+fn speech(from: f64, seconds: f64) -> Vec<i16> {
+    let samples: Vec<i16> = hound::WavReader::open(speech_wav())
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    let start = (from * RATE as f64) as usize;
+    samples[start..start + (seconds * RATE as f64) as usize].to_vec()
+}
+
+fn floats(samples: &[i16]) -> Vec<f32> {
+    samples.iter().map(|&s| f32::from(s) / 32768.0).collect()
+}
+
+fn bundle() -> std::path::PathBuf {
+    joyvasa_bundle("bug")
+}
+
+/// Drives `engine` as the element does: frame after frame at `fps`, each with
+/// `lookahead` samples after it (zeros past the end of `audio`).
+fn drive(
+    engine: &mut JoyVasaEngine,
+    audio: &[f32],
+    fps: i32,
+    lookahead: u64,
+) -> Vec<KeypointMotion> {
+    let rate = FrameRate::new(fps, 1).unwrap();
+    let frames = rate.frames_for_samples(audio.len() as u64);
+    let mut window = Vec::new();
+    (0..frames)
+        .map(|n| {
+            let start = rate.frame_start_sample(n) as usize;
+            let end = rate.frame_start_sample(n + 1) as usize;
+            window.clear();
+            window.extend(
+                (start..end + lookahead as usize).map(|i| audio.get(i).copied().unwrap_or(0.0)),
+            );
+            let motion = engine
+                .motion(&AudioWindow {
+                    samples: &window,
+                    frame_start: 0,
+                    frame_len: end - start,
+                    frame_index: n,
+                    rate,
+                })
+                .unwrap();
+            motion
+                .keypoints
+                .expect("the JoyVASA engine gives keypoint motion")
+        })
+        .collect()
+}
+
+fn engine(seed: u64, steps: u32) -> JoyVasaEngine {
+    let mut engine = JoyVasaEngine::new(&bundle(), Device::Cpu).unwrap();
+    engine.set_controls(MotionControls {
+        sampling_steps: steps,
+        ..MotionControls::default()
+    });
+    engine.reset(seed);
+    engine
+}
+
+#[test]
+fn motion_windows_are_seeded_and_continuous() {
+    let audio = floats(&speech(0.4, 5.0));
+    let offline = |seed| {
+        let mut e = engine(seed, 0);
+        let lookahead = e.lookahead_samples(1600, false);
+        drive(&mut e, &audio, 25, lookahead)
+    };
+    let first = offline(3);
+    // 5 s at 25 fps: 125 frames over two windows of 100.
+    assert_eq!(first.len(), 125);
+    assert!(first.iter().all(|m| m.reference == first[0].current));
+    assert_eq!(first, offline(3), "the same seed gives the same motion");
+    let other = offline(4);
+    assert_ne!(
+        first[50].current, other[50].current,
+        "another seed, other motion"
+    );
+    // The expression moves from frame to frame, and keeps moving across the window
+    // boundary at frame 100.
+    let change = |a: &KeypointMotion, b: &KeypointMotion| {
+        a.current
+            .exp
+            .iter()
+            .zip(&b.current.exp)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let moving = first
+        .windows(2)
+        .filter(|p| change(&p[0], &p[1]) > 0.0)
+        .count();
+    assert!(moving >= 120, "only {moving} of 124 frame changes");
+}
+
+#[test]
+fn not_live_asks_for_a_whole_window_live_keeps_the_latency() {
+    let e = engine(1, 0);
+    // 4 s windows with the reference's 80 ms pre-pad: 3.88 s after the frame.
+    assert_eq!(e.lookahead_samples(1600, false), 62_080);
+    assert_eq!(e.lookahead_samples(1600, true), 1600);
+    assert_eq!(e.lookahead_samples(100_000, false), 100_000);
+}
+
+#[test]
+fn live_windows_fit_the_lookahead_and_other_frame_rates_interpolate() {
+    let audio = floats(&speech(0.4, 1.2));
+    // 100 ms of lookahead: windows of a few frames each, at 30 fps.
+    let mut live = engine(5, 4);
+    let motion = drive(&mut live, &audio, 30, 1600);
+    assert_eq!(motion.len(), 36);
+    let exp0: Vec<f32> = motion.iter().map(|m| m.current.exp[0]).collect();
+    assert!(exp0.windows(2).all(|p| p[0] != p[1]), "{exp0:?}");
+    // The same stream replays identically after a reset.
+    live.reset(5);
+    assert_eq!(drive(&mut live, &audio, 30, 1600), motion);
+}
+
+#[test]
+fn silence_rests_the_lips_within_120_ms() {
+    // Loud speech-like sound for 1 s, then 1 s of silence.
+    let mut audio: Vec<f32> = (0..16_000)
+        .map(|i| 0.3 * (i as f32 * 0.07).sin() * (1.0 + (i as f32 * 0.002).sin()) / 2.0)
+        .collect();
+    audio.extend(std::iter::repeat_n(0.0, 16_000));
+    let mut e = engine(2, 2);
+    let lookahead = e.lookahead_samples(1600, false);
+    let motion = drive(&mut e, &audio, 25, lookahead);
+    let speaking: Vec<f32> = motion[5..25].iter().map(|m| m.mouth_rest).collect();
+    assert!(speaking.iter().all(|&r| r < 0.05), "{speaking:?}");
+    // Speech ends at frame 25 (1 s); from 120 ms later (frame 28) the lips rest.
+    let silent: Vec<f32> = motion[28..].iter().map(|m| m.mouth_rest).collect();
+    assert!(silent.iter().all(|&r| r > 0.9), "{silent:?}");
+}
+
+#[test]
+fn one_copy_of_the_motion_generator_per_bundle_and_device() {
+    let bundle = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(joyvasa_bundle("bug")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), bundle.path().join(entry.file_name())).unwrap();
+    }
+    let first = JoyVasaEngine::new(bundle.path(), Device::Cpu).unwrap();
+    let second = JoyVasaEngine::new(bundle.path(), Device::Cpu).unwrap();
+    assert_eq!(generator_times_loaded(bundle.path(), Device::Cpu), 1);
+    drop((first, second));
+}
+
+#[test]
+fn damaged_or_incomplete_motion_generator_bundles_are_refused_by_name() {
+    let copy = || {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(joyvasa_bundle("bug")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+        dir
+    };
+    let message = |dir: &std::path::Path| match gstvasafacegen::engine::create(
+        dir.to_str().unwrap(),
+        Device::Cpu,
+    ) {
+        Ok(_) => panic!("a damaged bundle loaded"),
+        Err(err) => err.to_string(),
+    };
+    let damaged = copy();
+    let file = damaged.path().join("motion_generator.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let error = message(damaged.path());
+    assert!(
+        error.contains("motion_generator.safetensors") && error.contains("not a valid safetensors"),
+        "{error}"
+    );
+    let missing = copy();
+    std::fs::remove_file(missing.path().join("motion_template.safetensors")).unwrap();
+    let error = message(missing.path());
+    assert!(
+        error.contains("motion_template.safetensors") && error.contains("no such file"),
+        "{error}"
+    );
+}
+
+#[test]
+fn element_frames_follow_the_timing_rule_and_the_seed() {
+    let bundle = bundle().display().to_string();
+    let run = |seed: &str| {
+        let mut h = harness_with(
+            &astronaut(),
+            &[("model", &bundle), ("seed", seed), ("sampling-steps", "4")],
+            "video/x-raw,format=RGBA,width=96,height=96,framerate=10/1",
+        );
+        // 0.75 s of speech: ceil(0.75 x 10) = 8 frames.
+        push_audio(&mut h, &speech(0.4, 0.75), 0, 1600);
+        h.push_event(gst::event::Eos::new());
+        let frames = pull_until_eos(&mut h);
+        assert_eq!(frames.len(), 8);
+        for (n, frame) in frames.iter().enumerate() {
+            assert_eq!(frame.pts().unwrap().mseconds(), n as u64 * 100);
+            assert_eq!(frame.duration().unwrap().mseconds(), 100);
+        }
+        frames
+            .iter()
+            .map(|f| f.map_readable().unwrap().to_vec())
+            .collect::<Vec<_>>()
+    };
+    let first = run("3");
+    let distinct = first.windows(2).filter(|pair| pair[0] != pair[1]).count();
+    assert!(distinct >= 5, "only {distinct} of 7 frame changes");
+    assert_eq!(first, run("3"), "the same seed draws the same frames");
+    assert_ne!(first, run("4"), "another seed draws other frames");
+}
+
+#[test]
+fn a_joyvasa_bundle_renders_speech_to_mp4() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.wav");
+    let mut writer = hound::WavWriter::create(
+        &clip,
+        hound::WavSpec {
+            channels: 1,
+            sample_rate: RATE as u32,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+    )
+    .unwrap();
+    for sample in speech(0.4, 2.0) {
+        writer.write_sample(sample).unwrap();
+    }
+    writer.finalize().unwrap();
+    let out = dir.path().join("face.mp4");
+    let pipeline = launch(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample \
+         ! vasafacegen image={} model={} seed=7 cfg-scale=2 sampling-steps=5 \
+         expression-scale=1.2 ! video/x-raw,width=160,height=160,framerate=5/1 ! videoconvert \
+         ! x264enc ! mp4mux ! filesink location={}",
+        clip.display(),
+        astronaut().display(),
+        bundle().display(),
+        out.display()
+    ));
+    assert_eq!(run_pipeline(&pipeline, Duration::from_secs(300)), None);
+    let video = demux_span(&out, "demux.video_0 ! avdec_h264");
+    assert_eq!(video.buffers, 10, "{video:?}");
+    assert_eq!(video.end_ns - video.first_ns, 2_000_000_000, "{video:?}");
+}
