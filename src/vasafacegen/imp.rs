@@ -398,9 +398,9 @@ pub struct VasaFaceGen {
     streaming: AtomicBool,
     active_device: Mutex<Option<String>>,
     stats: Statistics,
-    /// The lookahead in use (the engine may need more than `latency` when the stream
-    /// is not live), in samples; `u64::MAX` until known.
-    lookahead_in_use: AtomicU64,
+    /// The lookahead an engine takes beyond `latency` (JoyVASA on a stream that is not
+    /// live), in samples; `u64::MAX` while the lookahead is `latency`.
+    engine_lookahead: AtomicU64,
     /// The generation time last included in a latency answer, in ns.
     reported_generation_ns: AtomicU64,
 }
@@ -461,7 +461,7 @@ impl ObjectSubclass for VasaFaceGen {
             streaming: AtomicBool::new(false),
             active_device: Mutex::new(None),
             stats: Statistics::default(),
-            lookahead_in_use: AtomicU64::new(u64::MAX),
+            engine_lookahead: AtomicU64::new(u64::MAX),
             reported_generation_ns: AtomicU64::new(0),
         }
     }
@@ -1294,7 +1294,7 @@ impl VasaFaceGen {
     /// frame takes to generate: one frame period, or the longest generation seen so far
     /// if that is longer (a neural engine generating a window of motion at once).
     fn own_latency(&self) -> gst::ClockTime {
-        let lookahead = match self.lookahead_in_use.load(Ordering::Relaxed) {
+        let lookahead = match self.engine_lookahead.load(Ordering::Relaxed) {
             u64::MAX => lock(&self.settings).lookahead_samples(),
             samples => samples,
         };
@@ -1312,16 +1312,22 @@ impl VasaFaceGen {
             + gst::ClockTime::from_nseconds(rate.period_ns() + generation)
     }
 
-    /// Tells the pipeline to ask again for the latency when it grew: the lookahead in
-    /// use changed, or a frame took longer than the latency answer allowed for.
-    fn latency_changed(&self, lookahead: u64, period_ns: u64) {
-        let previous = self.lookahead_in_use.swap(lookahead, Ordering::Relaxed);
+    /// Tells the pipeline to ask again for the latency when it changed: the engine took
+    /// another lookahead than `latency` (`allowed`), or a frame took longer than the
+    /// latency answer allowed for.
+    fn latency_changed(&self, lookahead: u64, allowed: u64, period_ns: u64) {
+        let beyond = if lookahead == allowed {
+            u64::MAX
+        } else {
+            lookahead
+        };
+        let previous = self.engine_lookahead.swap(beyond, Ordering::Relaxed);
         let reported = self
             .reported_generation_ns
             .load(Ordering::Relaxed)
             .max(period_ns);
         let slower = self.stats.max_ns.load(Ordering::Relaxed) > reported + period_ns / 2;
-        if (previous != u64::MAX && previous != lookahead) || slower {
+        if previous != beyond || slower {
             if slower {
                 self.reported_generation_ns
                     .store(self.stats.max_ns.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -1453,7 +1459,7 @@ impl VasaFaceGen {
         let live = *generator
             .live
             .get_or_insert_with(|| self.upstream_is_live());
-        let (lookahead, controls) = {
+        let (lookahead, allowed, controls) = {
             let settings = lock(&self.settings);
             let allowed = settings.lookahead_samples();
             (
@@ -1461,6 +1467,7 @@ impl VasaFaceGen {
                     .engine
                     .as_ref()
                     .map_or(allowed, |engine| engine.lookahead_samples(allowed, live)),
+                allowed,
                 MotionControls {
                     head_motion: settings.head_motion as f32,
                     cfg_scale: settings.cfg_scale as f32,
@@ -1471,7 +1478,9 @@ impl VasaFaceGen {
         };
         let draining = generator.draining.is_some();
 
-        if let Some(outputs) = self.next_frame(generator, lookahead, controls, draining)? {
+        if let Some(outputs) =
+            self.next_frame(generator, (lookahead, allowed), controls, draining)?
+        {
             return Ok(outputs);
         }
         if let Some(item) = generator.draining.take() {
@@ -1701,10 +1710,11 @@ impl VasaFaceGen {
     }
 
     /// Generates the next frame if its audio (plus lookahead, unless draining) is here.
+    /// `lookahead` is (what the engine takes, what `latency` allows), in samples.
     fn next_frame(
         &self,
         generator: &mut Generator,
-        lookahead: u64,
+        (lookahead, allowed): (u64, u64),
         controls: MotionControls,
         draining: bool,
     ) -> Result<Option<Vec<Out>>, gst::FlowError> {
@@ -1817,7 +1827,7 @@ impl VasaFaceGen {
             pack_frame(&frame, output.layout, data, stride).map_err(engine_error)?;
         }
         self.stats.record(began.elapsed().as_nanos() as u64);
-        self.latency_changed(lookahead, rate.period_ns());
+        self.latency_changed(lookahead, allowed, rate.period_ns());
 
         let clock = generator.clock.as_mut().expect("checked above");
         clock.frames += 1;

@@ -95,6 +95,19 @@ pub fn log_mel(samples: &[f32], centres: &[i64], device: Device) -> Tensor {
         .to_kind(Kind::Float)
 }
 
+/// Runs one small FFT before any other, once per process. libtorch 2.11 registers some
+/// operator schemas lazily on the first FFT; two threads making their first FFT at the
+/// same moment (two elements starting together) once failed an internal assertion
+/// ("Tried to access the schema for aten::as_strided_ which doesn't have a schema
+/// registered yet") in a test run.
+pub fn first_fft_alone() {
+    static FIRST: std::sync::Once = std::sync::Once::new();
+    FIRST.call_once(|| {
+        let _ = Tensor::zeros([2, FFT as i64], (Kind::Float, Device::Cpu))
+            .fft_rfft(FFT as i64, -1, "backward");
+    });
+}
+
 /// Root-mean-square level of `samples` in dB relative to full scale (-120 for silence).
 pub fn level_db(samples: &[f32]) -> f32 {
     if samples.is_empty() {

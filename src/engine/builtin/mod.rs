@@ -43,6 +43,7 @@ struct CachedRig {
 
 impl BuiltinEngine {
     pub fn new(device: Device) -> Result<Self, EngineError> {
+        features::first_fft_alone();
         Ok(Self {
             device,
             mouth: MouthModel::load_bytes(MOUTH_WEIGHTS, MOUTH_WEIGHTS_NAME, device)?,
