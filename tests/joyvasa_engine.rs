@@ -13,16 +13,6 @@ use gstvasafacegen::engine::{AudioWindow, Engine, KeypointMotion, MotionControls
 use gstvasafacegen::timeline::FrameRate;
 use tch::Device;
 
-fn speech(from: f64, seconds: f64) -> Vec<i16> {
-    let samples: Vec<i16> = hound::WavReader::open(speech_wav())
-        .unwrap()
-        .into_samples::<i16>()
-        .map(Result::unwrap)
-        .collect();
-    let start = (from * RATE as f64) as usize;
-    samples[start..start + (seconds * RATE as f64) as usize].to_vec()
-}
-
 fn floats(samples: &[i16]) -> Vec<f32> {
     samples.iter().map(|&s| f32::from(s) / 32768.0).collect()
 }
@@ -78,7 +68,7 @@ fn engine(seed: u64, steps: u32) -> JoyVasaEngine {
 
 #[test]
 fn motion_windows_are_seeded_and_continuous() {
-    let audio = floats(&speech(0.4, 5.0));
+    let audio = floats(&speech_clip(0.4, 5.0));
     let offline = |seed| {
         let mut e = engine(seed, 0);
         let lookahead = e.lookahead_samples(1600, false);
@@ -122,7 +112,7 @@ fn not_live_asks_for_a_whole_window_live_keeps_the_latency() {
 
 #[test]
 fn live_windows_fit_the_lookahead_and_other_frame_rates_interpolate() {
-    let audio = floats(&speech(0.4, 1.2));
+    let audio = floats(&speech_clip(0.4, 1.2));
     // 100 ms of lookahead: windows of a few frames each, at 30 fps.
     let mut live = engine(5, 4);
     let motion = drive(&mut live, &audio, 30, 1600);
@@ -153,11 +143,7 @@ fn silence_rests_the_lips_within_120_ms() {
 
 #[test]
 fn one_copy_of_the_motion_generator_per_bundle_and_device() {
-    let bundle = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(joyvasa_bundle("bug")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), bundle.path().join(entry.file_name())).unwrap();
-    }
+    let bundle = copy_of_bundle(&joyvasa_bundle("bug"));
     let first = JoyVasaEngine::new(bundle.path(), Device::Cpu).unwrap();
     let second = JoyVasaEngine::new(bundle.path(), Device::Cpu).unwrap();
     assert_eq!(generator_times_loaded(bundle.path(), Device::Cpu), 1);
@@ -166,14 +152,7 @@ fn one_copy_of_the_motion_generator_per_bundle_and_device() {
 
 #[test]
 fn damaged_or_incomplete_motion_generator_bundles_are_refused_by_name() {
-    let copy = || {
-        let dir = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(joyvasa_bundle("bug")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-        }
-        dir
-    };
+    let copy = || copy_of_bundle(&joyvasa_bundle("bug"));
     let message = |dir: &std::path::Path| match gstvasafacegen::engine::create(
         dir.to_str().unwrap(),
         Device::Cpu,
@@ -209,7 +188,7 @@ fn element_frames_follow_the_timing_rule_and_the_seed() {
             "video/x-raw,format=RGBA,width=96,height=96,framerate=10/1",
         );
         // 0.75 s of speech: ceil(0.75 x 10) = 8 frames.
-        push_audio(&mut h, &speech(0.4, 0.75), 0, 1600);
+        push_audio(&mut h, &speech_clip(0.4, 0.75), 0, 1600);
         h.push_event(gst::event::Eos::new());
         let frames = pull_until_eos(&mut h);
         assert_eq!(frames.len(), 8);
@@ -233,20 +212,7 @@ fn element_frames_follow_the_timing_rule_and_the_seed() {
 fn a_joyvasa_bundle_renders_speech_to_mp4() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.wav");
-    let mut writer = hound::WavWriter::create(
-        &clip,
-        hound::WavSpec {
-            channels: 1,
-            sample_rate: RATE as u32,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        },
-    )
-    .unwrap();
-    for sample in speech(0.4, 2.0) {
-        writer.write_sample(sample).unwrap();
-    }
-    writer.finalize().unwrap();
+    write_wav(&clip, &speech_clip(0.4, 2.0));
     let out = dir.path().join("face.mp4");
     let pipeline = launch(&format!(
         "filesrc location={} ! wavparse ! audioconvert ! audioresample \

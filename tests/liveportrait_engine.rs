@@ -16,17 +16,6 @@ use gstvasafacegen::render::crop::{CropSettings, CropWindow, PasteBack};
 use gstvasafacegen::render::fit;
 use tch::{Device, Kind};
 
-/// `seconds` of the sample speech from `from` seconds on, as S16 samples.
-fn speech(from: f64, seconds: f64) -> Vec<i16> {
-    let samples: Vec<i16> = hound::WavReader::open(speech_wav())
-        .unwrap()
-        .into_samples::<i16>()
-        .map(Result::unwrap)
-        .collect();
-    let start = (from * RATE as f64) as usize;
-    samples[start..start + (seconds * RATE as f64) as usize].to_vec()
-}
-
 fn prepared(engine: &LivePortraitEngine) -> PreparedSource {
     engine
         .source_preparer()
@@ -129,7 +118,7 @@ fn element_frames_follow_the_timing_rule_and_the_speech() {
         "video/x-raw,format=RGBA,width=128,height=128,framerate=10/1",
     );
     // 0.75 s of speech: ceil(0.75 x 10) = 8 frames.
-    push_audio(&mut h, &speech(0.4, 0.75), 0, 1600);
+    push_audio(&mut h, &speech_clip(0.4, 0.75), 0, 1600);
     h.push_event(gst::event::Eos::new());
     let frames = pull_until_eos(&mut h);
     assert_eq!(frames.len(), 8);
@@ -152,20 +141,7 @@ fn element_frames_follow_the_timing_rule_and_the_speech() {
 fn a_converted_bundle_renders_speech_to_mp4() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.wav");
-    let mut writer = hound::WavWriter::create(
-        &clip,
-        hound::WavSpec {
-            channels: 1,
-            sample_rate: RATE as u32,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        },
-    )
-    .unwrap();
-    for sample in speech(0.4, 2.0) {
-        writer.write_sample(sample).unwrap();
-    }
-    writer.finalize().unwrap();
+    write_wav(&clip, &speech_clip(0.4, 2.0));
     let out = dir.path().join("face.mp4");
     let pipeline = launch(&format!(
         "filesrc location={} ! wavparse ! audioconvert ! audioresample \

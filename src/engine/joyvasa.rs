@@ -214,15 +214,8 @@ impl JoyVasaEngine {
             );
             (motion, features)
         })?;
-        let context = {
-            let previous = self
-                .stream
-                .context
-                .as_ref()
-                .unwrap_or(generator.start_context());
-            generator.next_context(previous, &motion, &features, used)
-        };
-        self.stream.context = Some(context);
+        let next = generator.next_context(context, &motion, &features, used);
+        self.stream.context = Some(next);
         let rows: Vec<f32> = Vec::try_from(
             motion
                 .narrow(1, 0, used)

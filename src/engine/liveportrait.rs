@@ -262,6 +262,10 @@ pub struct LivePortraitEngine {
     /// Audio to motion, exactly as `model=builtin` does it.
     motion: BuiltinEngine,
     paste: Option<CachedPaste>,
+    /// The face-size rescaling of generated motion ("expression-friendly"), fixed per
+    /// (source, stream's first frame): computed once, not per frame (it reads keypoints
+    /// back from the device).
+    motion_multiplier: std::cell::Cell<Option<(u64, FrameMotion, f32)>>,
     cpu_threads: i32,
 }
 
@@ -280,6 +284,7 @@ impl LivePortraitEngine {
             bundle: bundle.to_owned(),
             motion: BuiltinEngine::new(device)?,
             paste: None,
+            motion_multiplier: std::cell::Cell::new(None),
             cpu_threads: std::thread::available_parallelism()
                 .map_or(1, |n| i32::try_from(n.get()).unwrap_or(1)),
         })
@@ -292,9 +297,10 @@ impl LivePortraitEngine {
 
     /// The driving keypoints of `motion` for `source`: its own pose turned and moved by
     /// the head motion, eyes and lips retargeted, stitched to the source.
-    fn driving_keypoints(&self, motion: &Motion, source: &NeuralSource) -> Tensor {
+    /// `source_id` is the prepared source's (for caches).
+    fn driving_keypoints(&self, motion: &Motion, source: &NeuralSource, source_id: u64) -> Tensor {
         if let Some(generated) = &motion.keypoints {
-            return self.generated_keypoints(generated, source);
+            return self.generated_keypoints(generated, source, source_id);
         }
         let info = &source.info;
         let degrees = |radians: f32| f64::from(radians.to_degrees());
@@ -346,7 +352,12 @@ impl LivePortraitEngine {
     /// expression moved by the generated change except the lips, which take the
     /// generated values as they are; scale and translation relative likewise; then the
     /// change from the first frame is rescaled to the source face's size and stitched.
-    fn generated_keypoints(&self, k: &KeypointMotion, source: &NeuralSource) -> Tensor {
+    fn generated_keypoints(
+        &self,
+        k: &KeypointMotion,
+        source: &NeuralSource,
+        source_id: u64,
+    ) -> Tensor {
         let info = &source.info;
         let device = self.device;
         let (current, first) = (&k.current, &k.reference);
@@ -391,7 +402,17 @@ impl LivePortraitEngine {
             &info.t,
         );
         let x_s = &source.x_s;
-        let multiplier = (hull_area(x_s) / hull_area(&x_first).max(f32::EPSILON)).sqrt();
+        let multiplier = match self.motion_multiplier.get() {
+            Some((id, reference, multiplier)) if id == source_id && reference == *first => {
+                multiplier
+            }
+            _ => {
+                let multiplier = (hull_area(x_s) / hull_area(&x_first).max(f32::EPSILON)).sqrt();
+                self.motion_multiplier
+                    .set(Some((source_id, *first, multiplier)));
+                multiplier
+            }
+        };
         let relative = (x_d - &x_first) * f64::from(multiplier) + x_s;
         let stitched = self.model.stitching.stitch(x_s, &relative);
         if k.mouth_rest > 0.0 && source.lip_ratio >= LIP_NORMALIZE_THRESHOLD {
@@ -482,7 +503,7 @@ impl Engine for LivePortraitEngine {
         self.all_cpu_threads();
         let drawn = guarded("drawing the face with LivePortrait", || {
             let _no_grad = tch::no_grad_guard();
-            let x_d = self.driving_keypoints(motion, neural);
+            let x_d = self.driving_keypoints(motion, neural, source.id);
             self.model.decode(&neural.f_s, &neural.x_s, &x_d)
         })?;
         let drawn = drawn

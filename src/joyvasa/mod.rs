@@ -10,7 +10,7 @@ pub mod hubert;
 pub mod sampler;
 pub mod template;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
@@ -142,26 +142,15 @@ impl MotionGenerator {
     /// Loads the motion generator of a bundle directory.
     pub fn load_bundle(dir: &Path, device: Device) -> Result<Self, BundleError> {
         let manifest = BundleManifest::read(dir)?;
-        let path = dir.join("manifest.json");
         let config = manifest
             .joyvasa
             .clone()
             .ok_or_else(|| BundleError::Manifest {
-                path: path.clone(),
+                path: dir.join("manifest.json"),
                 detail: "the bundle has no JoyVASA motion generator (no joyvasa config)".into(),
             })?;
-        let file = |name: &str| -> Result<PathBuf, BundleError> {
-            manifest
-                .components
-                .get(name)
-                .map(|f| dir.join(f))
-                .ok_or_else(|| BundleError::Manifest {
-                    path: path.clone(),
-                    detail: format!("component {name} is missing"),
-                })
-        };
-        let template = MotionTemplate::load(&file("motion_template")?)?;
-        let mut w = Weights::load(&file("motion_generator")?, device)?;
+        let template = MotionTemplate::load(&manifest.component(dir, "motion_template")?)?;
+        let mut w = Weights::load(&manifest.component(dir, "motion_generator")?, device)?;
         let generator = Self::new(&mut w, &config, template)?;
         w.finish()?;
         Ok(generator)

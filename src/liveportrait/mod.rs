@@ -91,6 +91,17 @@ impl BundleManifest {
         }
         Ok(manifest)
     }
+
+    /// The file of component `name` in the bundle at `dir`.
+    pub fn component(&self, dir: &Path, name: &str) -> Result<PathBuf, BundleError> {
+        self.components
+            .get(name)
+            .map(|f| dir.join(f))
+            .ok_or_else(|| BundleError::Manifest {
+                path: dir.join("manifest.json"),
+                detail: format!("component {name} is missing"),
+            })
+    }
 }
 
 /// A face's implicit keypoints as the motion extractor describes them (the reference's
@@ -155,26 +166,15 @@ impl LivePortrait {
     /// Loads the renderer of a bundle directory.
     pub fn load_bundle(dir: &Path, device: Device) -> Result<Self, BundleError> {
         let manifest = BundleManifest::read(dir)?;
-        let path = dir.join("manifest.json");
         let config = manifest
             .liveportrait_config
             .clone()
             .ok_or_else(|| BundleError::Manifest {
-                path: path.clone(),
+                path: dir.join("manifest.json"),
                 detail: "the bundle has no LivePortrait renderer (no liveportrait_config)".into(),
             })?;
-        let file = |name: &str| -> Result<PathBuf, BundleError> {
-            manifest
-                .components
-                .get(name)
-                .map(|f| dir.join(f))
-                .ok_or_else(|| BundleError::Manifest {
-                    path: path.clone(),
-                    detail: format!("component {name} is missing"),
-                })
-        };
         Self::load_files(&config, |name| {
-            Weights::load(&file(name)?, device).map_err(BundleError::from)
+            Weights::load(&manifest.component(dir, name)?, device).map_err(BundleError::from)
         })
     }
 

@@ -109,40 +109,32 @@ impl Weights {
 
     /// The float tensor `key`, which must have `shape`, on the device, as float32.
     pub fn take(&mut self, key: &str, shape: &[i64]) -> Result<Tensor, WeightsError> {
-        self.recorded.push((key.to_string(), shape.to_vec()));
-        let Some(tensors) = &self.tensors else {
-            return Ok(Tensor::empty(shape, (Kind::Float, Device::Cpu)));
-        };
-        let tensor = tensors.get(key).ok_or_else(|| WeightsError::Missing {
-            file: self.file.clone(),
-            key: key.to_string(),
-            expected: shape.to_vec(),
-        })?;
-        if tensor.size() != shape {
-            return Err(WeightsError::Shape {
-                file: self.file.clone(),
-                key: key.to_string(),
-                expected: shape.to_vec(),
-                found: tensor.size(),
-            });
-        }
-        if !tensor.is_floating_point() {
-            return Err(WeightsError::Kind {
-                file: self.file.clone(),
-                key: key.to_string(),
-                found: tensor.kind(),
-                expected: "a floating-point tensor",
-            });
-        }
-        self.used.insert(key.to_string());
+        let tensor = self.take_checked(key, shape, Kind::Float, "a floating-point tensor")?;
         Ok(tensor.to_kind(Kind::Float).to_device(self.device))
     }
 
     /// The boolean tensor `key` (a mask buffer), which must have `shape`, on the device.
     pub fn take_bool(&mut self, key: &str, shape: &[i64]) -> Result<Tensor, WeightsError> {
+        let tensor = self.take_checked(key, shape, Kind::Bool, "a bool mask")?;
+        Ok(tensor.to_device(self.device))
+    }
+
+    /// `key`, checked for `shape` and kind (`kind`: Float accepts any floating-point
+    /// kind), marked as used. When recording shapes: an uninitialised float tensor (no
+    /// memory touched at official sizes), or a false mask.
+    fn take_checked(
+        &mut self,
+        key: &str,
+        shape: &[i64],
+        kind: Kind,
+        expected: &'static str,
+    ) -> Result<Tensor, WeightsError> {
         self.recorded.push((key.to_string(), shape.to_vec()));
         let Some(tensors) = &self.tensors else {
-            return Ok(Tensor::zeros(shape, (Kind::Bool, Device::Cpu)));
+            return Ok(match kind {
+                Kind::Float => Tensor::empty(shape, (kind, Device::Cpu)),
+                _ => Tensor::zeros(shape, (kind, Device::Cpu)),
+            });
         };
         let tensor = tensors.get(key).ok_or_else(|| WeightsError::Missing {
             file: self.file.clone(),
@@ -157,16 +149,21 @@ impl Weights {
                 found: tensor.size(),
             });
         }
-        if tensor.kind() != Kind::Bool {
+        let kind_ok = match kind {
+            Kind::Float => tensor.is_floating_point(),
+            other => tensor.kind() == other,
+        };
+        if !kind_ok {
             return Err(WeightsError::Kind {
                 file: self.file.clone(),
                 key: key.to_string(),
                 found: tensor.kind(),
-                expected: "a bool mask",
+                expected,
             });
         }
+        let tensor = tensor.shallow_clone();
         self.used.insert(key.to_string());
-        Ok(tensor.to_device(self.device))
+        Ok(tensor)
     }
 
     /// The shape of `key` if the file has it (to size a network from its weights).

@@ -45,29 +45,35 @@ pub fn liveportrait_fixtures() -> PathBuf {
     dir
 }
 
-/// The fixture checkpoints converted into a bundle by the converter a user runs on the
-/// official files, once per test process.
+/// Runs the converter a user runs on the official files: the LivePortrait fixture
+/// checkpoints plus `extra` arguments, into `out`.
+fn convert_fixtures(out: &std::path::Path, extra: &[std::ffi::OsString]) {
+    let fixtures = liveportrait_fixtures();
+    let status = std::process::Command::new("python3")
+        .arg(repo().join("tools/liveportrait/convert.py"))
+        .arg("--checkpoints")
+        .arg(&fixtures)
+        .arg("--config")
+        .arg(fixtures.join("config.json"))
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("python3 runs");
+    assert!(
+        status.success(),
+        "the converter failed on the fixture checkpoints {extra:?}"
+    );
+}
+
+/// The fixture checkpoints converted into a bundle, once per test process.
 pub fn fixture_bundle() -> &'static std::path::Path {
     static BUNDLE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     BUNDLE
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
-            let fixtures = liveportrait_fixtures();
-            let status = std::process::Command::new("python3")
-                .arg(repo().join("tools/liveportrait/convert.py"))
-                .arg("--checkpoints")
-                .arg(&fixtures)
-                .arg("--config")
-                .arg(fixtures.join("config.json"))
-                .arg("--out")
-                .arg(dir.path().join("bundle"))
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("python3 runs");
-            assert!(
-                status.success(),
-                "the converter failed on the fixture checkpoints"
-            );
+            convert_fixtures(&dir.path().join("bundle"), &[]);
             dir
         })
         .path()
@@ -86,32 +92,19 @@ pub fn joyvasa_bundle(variant: &str) -> PathBuf {
         return dir.path().join("bundle");
     }
     let dir = tempfile::tempdir().unwrap();
-    let fixtures = liveportrait_fixtures();
     let joyvasa = joyvasa_fixtures();
-    let status = std::process::Command::new("python3")
-        .arg(repo().join("tools/liveportrait/convert.py"))
-        .arg("--checkpoints")
-        .arg(&fixtures)
-        .arg("--config")
-        .arg(fixtures.join("config.json"))
-        .arg("--motion-generator")
-        .arg(joyvasa.join("motion_generator.pt"))
-        .arg("--motion-template")
-        .arg(joyvasa.join("motion_template.pkl"))
-        .arg("--hubert-config")
-        .arg(joyvasa.join("config.json"))
-        .arg("--positional-encoding")
-        .arg(variant)
-        .arg("--out")
-        .arg(dir.path().join("bundle"))
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("python3 runs");
-    assert!(
-        status.success(),
-        "the converter failed on the JoyVASA fixture checkpoints"
-    );
+    let extra: Vec<std::ffi::OsString> = vec![
+        "--motion-generator".into(),
+        joyvasa.join("motion_generator.pt").into(),
+        "--motion-template".into(),
+        joyvasa.join("motion_template.pkl").into(),
+        "--hubert-config".into(),
+        joyvasa.join("config.json").into(),
+        "--positional-encoding".into(),
+        variant.into(),
+    ];
     let path = dir.path().join("bundle");
+    convert_fixtures(&path, &extra);
     bundles.push((variant.to_owned(), dir));
     path
 }
@@ -130,12 +123,46 @@ pub fn joyvasa_fixtures() -> PathBuf {
 /// A copy of the fixture bundle in a directory of its own (to damage, or to be a
 /// bundle no other test loads).
 pub fn copy_of_fixture_bundle() -> tempfile::TempDir {
+    copy_of_bundle(fixture_bundle())
+}
+
+/// A copy of the bundle at `bundle` in a directory of its own.
+pub fn copy_of_bundle(bundle: &std::path::Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture_bundle()).unwrap() {
+    for entry in std::fs::read_dir(bundle).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
     dir
+}
+
+/// `seconds` of the sample speech from `from` seconds on, as S16 samples.
+pub fn speech_clip(from: f64, seconds: f64) -> Vec<i16> {
+    let samples: Vec<i16> = hound::WavReader::open(speech_wav())
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    let start = (from * RATE as f64) as usize;
+    samples[start..start + (seconds * RATE as f64) as usize].to_vec()
+}
+
+/// Writes `samples` as a 16 kHz mono 16-bit WAV file.
+pub fn write_wav(path: &std::path::Path, samples: &[i16]) {
+    let mut writer = hound::WavWriter::create(
+        path,
+        hound::WavSpec {
+            channels: 1,
+            sample_rate: RATE as u32,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+    )
+    .unwrap();
+    for &sample in samples {
+        writer.write_sample(sample).unwrap();
+    }
+    writer.finalize().unwrap();
 }
 
 /// Directory holding the plugin library the tests were built with (for gst-launch-1.0).
