@@ -525,8 +525,9 @@ impl ObjectImpl for VasaFaceGen {
                 glib::ParamSpecUInt64::builder("seed")
                     .nick("Random seed")
                     .blurb(
-                        "Seed of the random motion (blinks, head movement): the same audio, \
-                         portrait and seed give the same video",
+                        "Seed of the random motion (blinks, head movement; the neural motion \
+                         generator's diffusion noise): the same audio, portrait and seed give \
+                         the same video",
                     )
                     .default_value(DEFAULT_SEED)
                     .mutable_ready()

@@ -242,7 +242,8 @@ def read_template(path):
         with open(path, "rb") as f:
             data = TemplateUnpickler(f).load()
     except Exception as err:
-        fail(f"{path}: not a readable motion template pickle ({err})")
+        detail = " ".join(str(err).split())
+        fail(f"{path}: not a motion template (a pickled dict of numpy arrays): {detail}")
     if not isinstance(data, dict):
         fail(f"{path}: expected a dict of arrays, found {type(data).__name__}")
     tensors = {}
@@ -401,45 +402,50 @@ def main():
         fail(f"{args.out} exists; pass --force to replace it")
     config = read_config(args.config)
     staging = tempfile.mkdtemp(prefix=".bundle-", dir=os.path.dirname(os.path.abspath(args.out)))
-    sources, components = {}, {}
-    for i, component in enumerate(COMPONENTS):
-        path = find_checkpoint(args.checkpoints, component + ".pth")
-        print(f"[{i + 1}/{len(COMPONENTS)}] {component}: reading {path}", flush=True)
-        state = load_state(path, component)
-        write_safetensors(state, os.path.join(staging, component + ".safetensors"))
-        sources[os.path.basename(path)] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
-        components[component] = component + ".safetensors"
-    licence = LICENCE
-    joyvasa = None
-    if args.motion_generator:
-        print(f"[+] motion_generator: reading {args.motion_generator}", flush=True)
-        hubert = read_hubert_config(args.hubert_config)
-        state, joyvasa = read_motion_generator(args.motion_generator, hubert, args.positional_encoding)
-        write_safetensors(state, os.path.join(staging, "motion_generator.safetensors"))
-        components["motion_generator"] = "motion_generator.safetensors"
-        print(f"[+] motion_template: reading {args.motion_template}", flush=True)
-        template = read_template(args.motion_template)
-        write_safetensors(template, os.path.join(staging, "motion_template.safetensors"))
-        components["motion_template"] = "motion_template.safetensors"
-        for path in (args.motion_generator, args.motion_template, args.hubert_config):
-            if path:
-                sources[os.path.basename(path)] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
-        licence = LICENCE + "; " + JOYVASA_LICENCE
-    manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "components": components,
-        "liveportrait_config": config,
-        "joyvasa": joyvasa,
-        "sources": sources,
-        "licence": licence,
-        "converted_by": "tools/liveportrait/convert.py",
-    }
-    with open(os.path.join(staging, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    if os.path.exists(args.out):
-        shutil.rmtree(args.out)
-    os.rename(staging, args.out)
+    try:
+        sources, components = {}, {}
+        for i, component in enumerate(COMPONENTS):
+            path = find_checkpoint(args.checkpoints, component + ".pth")
+            print(f"[{i + 1}/{len(COMPONENTS)}] {component}: reading {path}", flush=True)
+            state = load_state(path, component)
+            write_safetensors(state, os.path.join(staging, component + ".safetensors"))
+            sources[os.path.basename(path)] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
+            components[component] = component + ".safetensors"
+        licence = LICENCE
+        joyvasa = None
+        if args.motion_generator:
+            print(f"[+] motion_generator: reading {args.motion_generator}", flush=True)
+            hubert = read_hubert_config(args.hubert_config)
+            state, joyvasa = read_motion_generator(args.motion_generator, hubert, args.positional_encoding)
+            write_safetensors(state, os.path.join(staging, "motion_generator.safetensors"))
+            components["motion_generator"] = "motion_generator.safetensors"
+            print(f"[+] motion_template: reading {args.motion_template}", flush=True)
+            template = read_template(args.motion_template)
+            write_safetensors(template, os.path.join(staging, "motion_template.safetensors"))
+            components["motion_template"] = "motion_template.safetensors"
+            for path in (args.motion_generator, args.motion_template, args.hubert_config):
+                if path:
+                    sources[os.path.basename(path)] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
+            licence = LICENCE + "; " + JOYVASA_LICENCE
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "components": components,
+            "liveportrait_config": config,
+            "joyvasa": joyvasa,
+            "sources": sources,
+            "licence": licence,
+            "converted_by": "tools/liveportrait/convert.py",
+        }
+        with open(os.path.join(staging, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=1, sort_keys=True)
+        if os.path.exists(args.out):
+            shutil.rmtree(args.out)
+        os.rename(staging, args.out)
+    except BaseException:
+        # A failed conversion leaves nothing behind.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     print(f"wrote {args.out}")
 
 
