@@ -119,5 +119,67 @@ fn engine_per_frame(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, element_per_frame, engine_per_frame);
+/// The engine's work as above, but on a thread of its own, as the element's streaming
+/// task runs it: tells a cost of the element apart from a cost of running off the main
+/// thread (allocator arenas, libtorch's per-thread state).
+fn engine_per_frame_on_worker(c: &mut Criterion) {
+    let mut group = c.benchmark_group("element");
+    group.measurement_time(Duration::from_secs(10));
+    let (to_worker, from_main) = std::sync::mpsc::channel::<u64>();
+    let (to_main, from_worker) = std::sync::mpsc::channel::<Duration>();
+    let worker = std::thread::spawn(move || {
+        let mut engine = engine::create("builtin", tch::Device::Cpu).unwrap();
+        let source = engine
+            .source_preparer()
+            .prepare(
+                Portrait::load(&astronaut()).unwrap(),
+                &SourceHints::default(),
+            )
+            .unwrap();
+        let size = FrameSize {
+            width: 512,
+            height: 512,
+        };
+        let rate = FrameRate::new(25, 1).unwrap();
+        let history = engine.history_samples();
+        let mut frame_index = 0u64;
+        while let Ok(frames) = from_main.recv() {
+            let started = Instant::now();
+            for _ in 0..frames {
+                let audio: Vec<f32> =
+                    speechlike(history + FRAME_SAMPLES, frame_index as usize * 640)
+                        .iter()
+                        .map(|&s| f32::from(s) / 32768.0)
+                        .collect();
+                let window = AudioWindow {
+                    samples: &audio,
+                    frame_start: history,
+                    frame_len: FRAME_SAMPLES,
+                    frame_index,
+                    rate,
+                };
+                frame_index += 1;
+                let motion = engine.motion(&window).unwrap();
+                let _ = std::hint::black_box(engine.render(&motion, &source, size).unwrap());
+            }
+            to_main.send(started.elapsed()).unwrap();
+        }
+    });
+    group.bench_function("engine_only_on_a_worker_thread_512x512_cpu", |b| {
+        b.iter_custom(|frames| {
+            to_worker.send(frames).unwrap();
+            from_worker.recv().unwrap()
+        })
+    });
+    group.finish();
+    drop(to_worker);
+    worker.join().unwrap();
+}
+
+criterion_group!(
+    benches,
+    element_per_frame,
+    engine_per_frame,
+    engine_per_frame_on_worker
+);
 criterion_main!(benches);
