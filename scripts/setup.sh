@@ -31,7 +31,8 @@ packages=(
 )
 if [ "${1:-}" = "--with-tts" ]; then
     packages+=(espeak-ng libespeak-ng1 festival festvox-kallpc16k festvox-kdlpc16k
-               festvox-us-slt-hts festvox-ca-ona-hts festival-ca sox fonts-dejavu-core)
+               festvox-us-slt-hts festvox-ca-ona-hts festival-ca festvox-italp16k
+               festvox-itapc16k sox fonts-dejavu-core)
 fi
 
 missing=()

@@ -75,9 +75,11 @@ impl Clip {
             .is_some_and(|p| p.name != "pau")
     }
 
-    fn bilabial(&self, i: usize) -> bool {
+    /// The bilabial phone (/p b m/) frame `i` lies in, if it lies in one.
+    fn bilabial(&self, i: usize) -> Option<&str> {
         self.phone_at(self.times[i])
-            .is_some_and(|p| viseme(&p.name).is_some_and(|(_, closed)| closed))
+            .filter(|p| viseme(&p.name).is_some_and(|(_, closed)| closed))
+            .map(|p| p.name.as_str())
     }
 }
 
@@ -231,6 +233,8 @@ struct MouthMetrics {
     curve: Vec<(i64, f64)>,
     bilabial_fraction: f64,
     bilabial_frames: usize,
+    /// Per bilabial phone name: (frames closed, frames), in name order.
+    bilabial_by_phone: std::collections::BTreeMap<String, (usize, usize)>,
     silence_fraction: f64,
     silence_worst: f64,
     speech_median: f64,
@@ -250,8 +254,8 @@ fn mouth_metrics(clips: &[&Clip], signal: &dyn Fn(&Clip) -> Vec<f64>) -> MouthMe
         for (i, value) in s.iter().enumerate() {
             if clip.speaking(i) {
                 speech.push(*value);
-                if clip.bilabial(i) {
-                    bilabial.push(*value);
+                if let Some(phone) = clip.bilabial(i) {
+                    bilabial.push((phone, *value));
                 }
             }
             if clip.times[i] >= clip.speech_end + 0.12 {
@@ -261,7 +265,13 @@ fn mouth_metrics(clips: &[&Clip], signal: &dyn Fn(&Clip) -> Vec<f64>) -> MouthMe
     }
     let lowest_fifth = percentile(&speech, 0.2);
     let speech_median = percentile(&speech, 0.5);
-    let closed = bilabial.iter().filter(|&&v| v <= lowest_fifth).count();
+    let closed = bilabial.iter().filter(|(_, v)| *v <= lowest_fifth).count();
+    let mut bilabial_by_phone = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    for (phone, value) in &bilabial {
+        let counts = bilabial_by_phone.entry(phone.to_string()).or_default();
+        counts.0 += usize::from(*value <= lowest_fifth);
+        counts.1 += 1;
+    }
     let quiet = tails.iter().filter(|&&v| v < 0.1 * speech_median).count();
     MouthMetrics {
         lag,
@@ -269,10 +279,25 @@ fn mouth_metrics(clips: &[&Clip], signal: &dyn Fn(&Clip) -> Vec<f64>) -> MouthMe
         curve,
         bilabial_fraction: closed as f64 / bilabial.len().max(1) as f64,
         bilabial_frames: bilabial.len(),
+        bilabial_by_phone,
         silence_fraction: quiet as f64 / tails.len().max(1) as f64,
         silence_worst: tails.iter().copied().fold(0.0, f64::max) / speech_median.max(1e-9),
         speech_median,
     }
+}
+
+/// "/b/ 50% of 120, /m/ ..." : closure per bilabial phone.
+fn per_phone(m: &MouthMetrics) -> String {
+    m.bilabial_by_phone
+        .iter()
+        .map(|(phone, (closed, frames))| {
+            format!(
+                "/{phone}/ {:.0}% of {frames}",
+                100.0 * *closed as f64 / (*frames).max(1) as f64
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn font() -> Result<(), String> {
@@ -819,16 +844,17 @@ fn run(args: &Args) -> Result<bool, String> {
     );
     let _ = writeln!(
         report,
-        "Per held-out voice (parameter):\n\n| voice | lag | correlation | bilabial closure | silence |\n|---|---|---|---|---|"
+        "Per held-out voice (parameter):\n\n| voice | lag | correlation | bilabial closure | closed per phone | silence |\n|---|---|---|---|---|---|"
     );
     for (voice, m) in &per_voice {
         let _ = writeln!(
             report,
-            "| {voice} | {:+} | {:.3} | {:.1}% of {} | {:.1}% |",
+            "| {voice} | {:+} | {:.3} | {:.1}% of {} | {} | {:.1}% |",
             m.lag,
             m.correlation,
             m.bilabial_fraction * 100.0,
             m.bilabial_frames,
+            per_phone(m),
             m.silence_fraction * 100.0
         );
     }
@@ -862,10 +888,11 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     for (voice, m) in &per_voice {
         eprintln!(
-            "  {voice}: lag {:+} r {:.3} bilabial {:.1}% silence {:.1}%",
+            "  {voice}: lag {:+} r {:.3} bilabial {:.1}% ({}) silence {:.1}%",
             m.lag,
             m.correlation,
             m.bilabial_fraction * 100.0,
+            per_phone(m),
             m.silence_fraction * 100.0
         );
     }

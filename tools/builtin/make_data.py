@@ -89,14 +89,35 @@ CA_ENDINGS = ["cada matí", "a la platja", "amb molta calma", "abans de dinar", 
               "per la mare", "sempre", "a Barcelona", "el dimarts", "amb un somriure"]
 
 
-def catalan_sentences(rng, count):
+# Italian, for two more recorded (diphone) voices, one of them female, with bilabials
+# that are always full closures, /b/ voiced through its closure as in HTS English.
+# ASCII only: festival's Italian front end reads bytes.
+IT_SUBJECTS = ["La mamma", "Il babbo", "Mio fratello", "La maestra", "Il medico",
+               "Una bambina", "Il postino", "La nonna", "Il pilota", "Paolo", "Beatrice",
+               "Il mio amico"]
+IT_VERBS = ["compra", "porta", "mangia", "prepara", "guarda", "cerca", "prende", "beve",
+            "apre", "dipinge", "trova", "vuole"]
+IT_OBJECTS = ["una mela matura", "il pane bianco", "la mappa del paese",
+              "una bottiglia d'acqua", "un bel libro", "le patate", "il pomodoro",
+              "una borsa blu", "molte banane", "la barca", "un piatto di minestra",
+              "il primo premio"]
+IT_ENDINGS = ["ogni mattina", "in spiaggia", "con molta calma", "prima di pranzo",
+              "in piazza", "per la mamma", "sempre", "a Bologna", "dopo la pioggia",
+              "con un sorriso", "sabato sera", "dopo il lavoro"]
+
+
+def phrase_sentences(rng, count, subjects, verbs, objects, endings):
     out = []
     for _ in range(count):
-        text = f"{rng.choice(CA_SUBJECTS)} {rng.choice(CA_VERBS)} {rng.choice(CA_OBJECTS)}"
+        text = f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}"
         if rng.random() < 0.7:
-            text += f" {rng.choice(CA_ENDINGS)}"
+            text += f" {rng.choice(endings)}"
         out.append(text + ".")
     return out
+
+
+def catalan_sentences(rng, count):
+    return phrase_sentences(rng, count, CA_SUBJECTS, CA_VERBS, CA_OBJECTS, CA_ENDINGS)
 
 
 def sentences(rng, count):
@@ -138,11 +159,18 @@ ESPEAK = {
 # festival phone sets (radio, cmu, upc_catalan) -> the same names.
 FESTIVAL_ALIASES = {"axr": "er", "hv": "hh", "nx": "n", "em": "m", "en": "n",
                     "h#": "pau", "brth": "pau", "sil": "pau"}
+# Catalan /b v/ are stops (lips closed) after a pause or a nasal, approximants ("bh")
+# elsewhere; read_segs applies that rule.
 CATALAN = {"a": "aa", "e": "ey", "E": "eh", "i": "iy", "o": "ow", "O": "ao", "u": "uw",
            "ax": "ax", "p": "p", "m": "m", "b": "bh", "v": "bh", "t": "t", "d": "d",
            "k": "k", "g": "g", "f": "f", "s": "s", "z": "z", "S": "sh", "Z": "zh",
            "tS": "ch", "dZ": "jh", "l": "l", "L": "l", "n": "n", "J": "n", "N": "ng",
            "r": "r", "rr": "r", "j": "y", "w": "w", "pau": "pau", "_": "pau", "#": "pau"}
+ITALIAN = {"a": "aa", "e": "ey", "E": "eh", "i": "iy", "o": "ow", "O": "ao", "u": "uw",
+           "j": "y", "w": "w", "p": "p", "t": "t", "k": "k", "b": "b", "d": "d", "g": "g",
+           "f": "f", "s": "s", "S": "sh", "v": "v", "z": "z", "Z": "zh", "ts": "s",
+           "tS": "ch", "dz": "z", "dZ": "jh", "m": "m", "n": "n", "J": "n", "ng": "ng",
+           "nf": "f", "l": "l", "L": "l", "r": "r", "#": "pau", "pau": "pau", "_": "pau"}
 INVENTORY = {
     "aa", "ae", "ah", "ao", "aw", "ax", "ay", "eh", "el", "er", "ey", "ih", "iy", "ow",
     "oy", "uh", "uw", "p", "b", "t", "d", "dx", "k", "g", "f", "v", "th", "dh", "s", "z",
@@ -168,12 +196,16 @@ def espeak_phone(mnemonic):
     raise KeyError(f"unmapped espeak-ng phoneme {mnemonic!r}")
 
 
-def festival_phone(name, catalan=False):
-    if catalan:
+# Phone sets of the non-English festival voices, by language.
+LANGUAGE_PHONES = {"catalan": CATALAN, "italian": ITALIAN}
+
+
+def festival_phone(name, language=None):
+    if language is not None:
         base = name.rstrip("0123456789")
-        if base not in CATALAN:
-            raise KeyError(f"unmapped Catalan phone {name!r}")
-        return CATALAN[base]
+        if base not in LANGUAGE_PHONES[language]:
+            raise KeyError(f"unmapped {language} phone {name!r}")
+        return LANGUAGE_PHONES[language][base]
     name = FESTIVAL_ALIASES.get(name, name)
     if name not in INVENTORY:
         raise KeyError(f"unmapped festival phone {name!r}")
@@ -300,7 +332,7 @@ def festival_batch(jobs, workdir):
     subprocess.run(["festival", "-b", path], check=True, stdout=subprocess.DEVNULL)
 
 
-def read_segs(path, catalan=False):
+def read_segs(path, language=None):
     phones, previous_end = [], 0.0
     with open(path) as f:
         body = f.read().split("#", 1)[1]
@@ -308,8 +340,12 @@ def read_segs(path, catalan=False):
         end, _, name = line.split()
         end = float(end)
         if end > previous_end:
-            phones.append([festival_phone(name, catalan), previous_end, end])
+            phones.append([festival_phone(name, language), previous_end, end])
         previous_end = end
+    if language == "catalan":
+        for before, phone in zip(phones, phones[1:]):
+            if phone[0] == "bh" and before[0] in ("pau", "m", "n", "ng"):
+                phone[0] = "b"
     return phones
 
 
@@ -457,7 +493,8 @@ ESPEAK_TRAIN = ["en-us", "en", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbc
 ESPEAK_VARIANTS = ["", "+m1", "+m3", "+m7", "+f1", "+f2", "+f3", "+f5", "+klatt"]
 ESPEAK_EVAL = ["en-gb-scotland+f4"]
 FESTIVAL_TRAIN = ["kal_diphone", "ked_diphone"]
-FESTIVAL_TRAIN_CATALAN = "upc_ca_ona_hts"
+FESTIVAL_TRAIN_LANGUAGE = {"upc_ca_ona_hts": "catalan", "lp_diphone": "italian",
+                           "pc_diphone": "italian"}
 FESTIVAL_EVAL = ["cmu_us_slt_arctic_hts"]
 
 
@@ -492,7 +529,12 @@ def main():
             plan.append(("train", "festival", rng.choice(FESTIVAL_TRAIN), text,
                          {"stretch": rng.choice([0.8, 0.9, 1.0, 1.15, 1.3])}))
     for text in catalan_sentences(rng, int(150 * scale)):
-        plan.append(("train", "festival", FESTIVAL_TRAIN_CATALAN, text,
+        plan.append(("train", "festival", "upc_ca_ona_hts", text,
+                     {"stretch": rng.choice([0.85, 1.0, 1.15])}))
+    italian = phrase_sentences(rng, int(160 * scale), IT_SUBJECTS, IT_VERBS, IT_OBJECTS,
+                               IT_ENDINGS)
+    for i, text in enumerate(italian):
+        plan.append(("train", "festival", "lp_diphone" if i % 2 == 0 else "pc_diphone", text,
                      {"stretch": rng.choice([0.85, 1.0, 1.15])}))
     for text in eval_texts:
         plan.append(("eval", "festival", FESTIVAL_EVAL[0], text, {"stretch": 1.0}))
@@ -531,7 +573,7 @@ def main():
             festival_batch([job[:5] for job in batch], tmp)
             for voice, _, _, native, segs, wav_path, entry in batch:
                 resample_to_16k(native, wav_path)
-                entry["phones"] = read_segs(segs, catalan=(voice == FESTIVAL_TRAIN_CATALAN))
+                entry["phones"] = read_segs(segs, FESTIVAL_TRAIN_LANGUAGE.get(voice))
                 manifest.append(entry)
             progress(start + len(batch), len(festival_jobs), "festival")
 
