@@ -58,6 +58,10 @@ pub fn pack_frame(
         });
     }
     let plane = (height * width) as usize;
+    if plane == 0 {
+        // Nothing to write (and an empty tensor's data pointer may be null).
+        return Ok(());
+    }
     if frame.device() == Device::Cpu && frame.kind() == Kind::Float {
         // The common CPU case: quantise and interleave in one pass over the frame, straight
         // into the buffer (libtorch's way, scale + clamp + three strided casting copies,
@@ -185,6 +189,14 @@ mod tests {
             pack_frame(&frame.to_kind(Kind::Double), layout, &mut general, stride).unwrap();
             assert_eq!(fast, general, "{layout:?}");
         }
+    }
+
+    #[test]
+    fn an_empty_frame_writes_nothing() {
+        let mut dst = vec![7u8; 4];
+        let empty = Tensor::zeros([3, 0, 5], (Kind::Float, Device::Cpu));
+        pack_frame(&empty, PixelLayout::Rgba, &mut dst, 20).unwrap();
+        assert_eq!(dst, [7; 4]);
     }
 
     #[test]
