@@ -4,7 +4,8 @@
 Speech comes from Debian's text-to-speech voices, with the timing of every phone:
   * espeak-ng (through libespeak-ng's C API, which reports phoneme events with their
     sample positions), several accents, voice variants, speaking rates and pitches;
-  * festival (kal and ked diphone voices, the CMU SLT HTS voice), whose segment
+  * festival (the kal and ked English diphone voices, the CMU SLT English HTS voice, the
+    Catalan HTS voice ona and the Italian diphone voices lp and pc), whose segment
     relation gives each phone's end time.
 Phones are mapped to one ARPAbet-like inventory (the trainer maps them to mouth shapes).
 

@@ -481,7 +481,7 @@ fn run(args: &Args) -> Result<(), String> {
             "held_out_voices": manifest.held_out_voices,
             "training_sources": voices,
             "text": "generated sentences (make_data.py, seeded); singing and music synthesised there",
-            "synthesizers": "espeak-ng (GPL-3.0+; Debian's voices) and festival with the voices kal_diphone, ked_diphone (English diphone; Festvox/LGPL-2.1+) upc_ca_ona_hts (Catalan HTS; LGPL-2.1+), lp_diphone and pc_diphone (Italian diphone, female and male; IFM, GPL-2.0+), run as programs to make audio; none of their code or data is stored here",
+            "synthesizers": "espeak-ng (GPL-3.0+; Debian's voices) and festival with the voices kal_diphone, ked_diphone (English diphone; Festvox/LGPL-2.1+), upc_ca_ona_hts (Catalan HTS; LGPL-2.1+), lp_diphone and pc_diphone (Italian diphone, female and male; IFM, GPL-2.0+), run as programs to make audio; none of their code or data is stored here",
         },
         "training": {
             "epochs": args.epochs,
