@@ -73,45 +73,74 @@ fn element_per_frame(c: &mut Criterion) {
     );
 }
 
-fn engine_per_frame(c: &mut Criterion) {
-    let mut engine = engine::create("builtin", tch::Device::Cpu).unwrap();
-    let source = engine
-        .source_preparer()
-        .prepare(
-            Portrait::load(&astronaut()).unwrap(),
-            &SourceHints::default(),
+/// The builtin engine drawing the astronaut at 512x512 from the speech-like signal, one
+/// frame after another, as the element would drive it.
+struct EngineFrames {
+    engine: Box<dyn engine::Engine>,
+    source: engine::PreparedSource,
+    rate: FrameRate,
+    history: usize,
+    frame_index: u64,
+}
+
+const SIZE: FrameSize = FrameSize {
+    width: 512,
+    height: 512,
+};
+
+impl EngineFrames {
+    fn new() -> Self {
+        let engine = engine::create("builtin", tch::Device::Cpu).unwrap();
+        let source = engine
+            .source_preparer()
+            .prepare(
+                Portrait::load(&astronaut()).unwrap(),
+                &SourceHints::default(),
+            )
+            .unwrap();
+        let history = engine.history_samples();
+        Self {
+            engine,
+            source,
+            rate: FrameRate::new(25, 1).unwrap(),
+            history,
+            frame_index: 0,
+        }
+    }
+
+    /// Motion and render of the next frame.
+    fn next_frame(&mut self) -> tch::Tensor {
+        let audio: Vec<f32> = speechlike(
+            self.history + FRAME_SAMPLES,
+            self.frame_index as usize * FRAME_SAMPLES,
         )
-        .unwrap();
-    let size = FrameSize {
-        width: 512,
-        height: 512,
-    };
-    let rate = FrameRate::new(25, 1).unwrap();
-    let history = engine.history_samples();
-    let mut frame_index = 0u64;
+        .iter()
+        .map(|&s| f32::from(s) / 32768.0)
+        .collect();
+        let window = AudioWindow {
+            samples: &audio,
+            frame_start: self.history,
+            frame_len: FRAME_SAMPLES,
+            frame_index: self.frame_index,
+            rate: self.rate,
+        };
+        self.frame_index += 1;
+        let motion = self.engine.motion(&window).unwrap();
+        self.engine.render(&motion, &self.source, SIZE).unwrap()
+    }
+}
+
+fn engine_per_frame(c: &mut Criterion) {
+    let mut frames = EngineFrames::new();
     let mut packed = vec![0u8; 512 * 512 * 4];
     let mut group = c.benchmark_group("element");
     group.measurement_time(Duration::from_secs(10));
     group.bench_function("engine_only_per_frame_512x512_cpu", |b| {
-        b.iter(|| {
-            let audio: Vec<f32> = speechlike(history + FRAME_SAMPLES, frame_index as usize * 640)
-                .iter()
-                .map(|&s| f32::from(s) / 32768.0)
-                .collect();
-            let window = AudioWindow {
-                samples: &audio,
-                frame_start: history,
-                frame_len: FRAME_SAMPLES,
-                frame_index,
-                rate,
-            };
-            frame_index += 1;
-            let motion = engine.motion(&window).unwrap();
-            engine.render(&motion, &source, size).unwrap()
-        })
+        b.iter(|| frames.next_frame())
     });
-    let frame = engine
-        .render(&engine::Motion::neutral(), &source, size)
+    let frame = frames
+        .engine
+        .render(&engine::Motion::neutral(), &frames.source, SIZE)
         .unwrap();
     group.bench_function("pack_only_512x512_rgba_cpu", |b| {
         b.iter(|| pack_frame(&frame, PixelLayout::Rgba, &mut packed, 512 * 4).unwrap())
@@ -128,39 +157,11 @@ fn engine_per_frame_on_worker(c: &mut Criterion) {
     let (to_worker, from_main) = std::sync::mpsc::channel::<u64>();
     let (to_main, from_worker) = std::sync::mpsc::channel::<Duration>();
     let worker = std::thread::spawn(move || {
-        let mut engine = engine::create("builtin", tch::Device::Cpu).unwrap();
-        let source = engine
-            .source_preparer()
-            .prepare(
-                Portrait::load(&astronaut()).unwrap(),
-                &SourceHints::default(),
-            )
-            .unwrap();
-        let size = FrameSize {
-            width: 512,
-            height: 512,
-        };
-        let rate = FrameRate::new(25, 1).unwrap();
-        let history = engine.history_samples();
-        let mut frame_index = 0u64;
-        while let Ok(frames) = from_main.recv() {
+        let mut frames = EngineFrames::new();
+        while let Ok(count) = from_main.recv() {
             let started = Instant::now();
-            for _ in 0..frames {
-                let audio: Vec<f32> =
-                    speechlike(history + FRAME_SAMPLES, frame_index as usize * 640)
-                        .iter()
-                        .map(|&s| f32::from(s) / 32768.0)
-                        .collect();
-                let window = AudioWindow {
-                    samples: &audio,
-                    frame_start: history,
-                    frame_len: FRAME_SAMPLES,
-                    frame_index,
-                    rate,
-                };
-                frame_index += 1;
-                let motion = engine.motion(&window).unwrap();
-                let _ = std::hint::black_box(engine.render(&motion, &source, size).unwrap());
+            for _ in 0..count {
+                let _ = std::hint::black_box(frames.next_frame());
             }
             to_main.send(started.elapsed()).unwrap();
         }

@@ -122,10 +122,7 @@ fn element_frames_follow_the_timing_rule_and_the_speech() {
     h.push_event(gst::event::Eos::new());
     let frames = pull_until_eos(&mut h);
     assert_eq!(frames.len(), 8);
-    for (n, frame) in frames.iter().enumerate() {
-        assert_eq!(frame.pts().unwrap().mseconds(), n as u64 * 100);
-        assert_eq!(frame.duration().unwrap().mseconds(), 100);
-    }
+    assert_frames_every(&frames, 100);
     let pixels: Vec<Vec<u8>> = frames
         .iter()
         .map(|f| f.map_readable().unwrap().to_vec())

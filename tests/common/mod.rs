@@ -243,6 +243,19 @@ pub fn pull_until_eos(h: &mut gst_check::Harness) -> Vec<gst::Buffer> {
     buffers
 }
 
+/// Checks the frame clock on frames of a stream starting at 0: frame `n` at `n` periods,
+/// each one period long.
+pub fn assert_frames_every(frames: &[gst::Buffer], period_ms: u64) {
+    for (n, frame) in frames.iter().enumerate() {
+        assert_eq!(
+            frame.pts().unwrap().mseconds(),
+            n as u64 * period_ms,
+            "frame {n}"
+        );
+        assert_eq!(frame.duration().unwrap().mseconds(), period_ms, "frame {n}");
+    }
+}
+
 /// Runs a pipeline to its end; returns the first error's message and debug text, or
 /// `None` at EOS. Fails the test after `timeout`.
 pub fn run_pipeline(pipeline: &gst::Pipeline, timeout: Duration) -> Option<String> {
