@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use gstvasafacegen::engine::builtin::visemes::Phone;
 use serde::Deserialize;
 
+/// Gaussian blend of neighbouring phones' shapes (coarticulation) in the mouth targets,
+/// seconds: what training aims at and what evaluation compares with.
+pub const COARTICULATION: f64 = 0.03;
+
 #[derive(Debug, Deserialize)]
 pub struct Manifest {
     pub seed: u64,

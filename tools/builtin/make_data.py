@@ -14,8 +14,9 @@ instrumental music (plucked strings, organ-like and square-wave melodies, drums)
 model learns that sung vowels keep the mouth open and music without a voice does not
 move it; evaluation uses festival's own singing mode and a different instrument set.
 
-Voices held out of training (evaluation only): festival CMU SLT (HTS) and espeak-ng
-en-gb-scotland with the f4 variant.
+Voices held out of training (evaluation only): festival CMU SLT (HTS), espeak-ng
+en-gb-scotland with the f4 variant, and 25 s of human read speech with forced phone
+alignments (tools/builtin/human-speech/, copied in as the voice librivox-human).
 
 Everything is deterministic for a seed. Standard library only (plus the espeak-ng,
 festival and sox programs from Debian, installed by scripts/setup.sh --with-tts).
@@ -497,6 +498,36 @@ FESTIVAL_TRAIN = ["kal_diphone", "ked_diphone"]
 FESTIVAL_TRAIN_LANGUAGE = {"upc_ca_ona_hts": "catalan", "lp_diphone": "italian",
                            "pc_diphone": "italian"}
 FESTIVAL_EVAL = ["cmu_us_slt_arctic_hts"]
+# Human read speech with forced phone alignments (tools/builtin/human-speech/README.md).
+HUMAN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "human-speech")
+HUMAN_EVAL = "librivox-human"
+
+
+def human_clips(out):
+    """Copies the human speech clips into OUT/eval; returns their manifest entries."""
+    entries = []
+    for name in sorted(os.listdir(HUMAN_DIR)):
+        if not name.endswith(".phone.json"):
+            continue
+        stem = name[:-len(".phone.json")]
+        with open(os.path.join(HUMAN_DIR, name)) as f:
+            alignment = json.load(f)
+        phones = []
+        for word in alignment["w"]:
+            for phone in word["w"]:
+                label = phone["t"].lower()
+                phones.append(["pau" if label == "sil" else label, round(phone["b"], 3),
+                               round(phone["b"] + phone["d"], 3)])
+        wav_path = os.path.join(out, "eval", f"eval-human-{stem[-4:]}.wav")
+        with open(os.path.join(HUMAN_DIR, stem + ".wav"), "rb") as src, \
+                open(wav_path, "wb") as dst:
+            dst.write(src.read())
+        entries.append({"name": f"eval-human-{stem[-4:]}", "split": "eval", "kind": "speech",
+                        "synth": "human", "voice": HUMAN_EVAL, "text": alignment["t"],
+                        "wav": os.path.relpath(wav_path, out), "phones": phones})
+    if not entries:
+        sys.exit(f"{HUMAN_DIR}: no *.phone.json alignments")
+    return entries
 
 
 def progress(done, total, label):
@@ -630,9 +661,11 @@ def main():
                          "synth": "python", "voice": "organ+marimba",
                          "wav": os.path.relpath(wav_path, args.out), "phones": phones})
 
+    manifest.extend(human_clips(args.out))
     manifest.sort(key=lambda e: e["name"])
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
-        json.dump({"seed": args.seed, "rate": RATE, "held_out_voices": ESPEAK_EVAL + FESTIVAL_EVAL,
+        json.dump({"seed": args.seed, "rate": RATE,
+                   "held_out_voices": ESPEAK_EVAL + FESTIVAL_EVAL + [HUMAN_EVAL],
                    "utterances": manifest}, f, indent=1)
     total = sum(duration(os.path.join(args.out, e["wav"])) for e in manifest)
     sys.stderr.write(f"\n{len(manifest)} files, {total / 60:.1f} minutes of audio in {args.out}\n")

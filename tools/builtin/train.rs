@@ -40,8 +40,6 @@ struct Args {
     stride: usize,
 }
 
-/// Gaussian blend of neighbouring phones' shapes (coarticulation), seconds.
-const COARTICULATION: f64 = 0.03;
 const BATCH: usize = 256;
 const LEARNING_RATE: f64 = 2e-3;
 /// Extra loss weight of frames inside bilabials: their closure is short and matters.
@@ -94,7 +92,7 @@ fn build(
         rows.push(Tensor::cat(&[before, mel, after], 0));
         let phones = utterance.phones();
         let times: Vec<f64> = frame_centres.iter().map(|&c| c as f64 / 16_000.0).collect();
-        for (k, target) in visemes::targets(&phones, &times, COARTICULATION)
+        for (k, target) in visemes::targets(&phones, &times, common::COARTICULATION)
             .into_iter()
             .enumerate()
         {
@@ -487,7 +485,7 @@ fn run(args: &Args) -> Result<(), String> {
             "epochs": args.epochs,
             "batch": BATCH,
             "learning_rate": LEARNING_RATE,
-            "coarticulation_s": COARTICULATION,
+            "coarticulation_s": common::COARTICULATION,
             "seconds": started.elapsed().as_secs(),
         },
         "metrics_held_out": {
