@@ -929,9 +929,9 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let _ = writeln!(
         report,
-        "\nThe correlation check above, as the lip-sync checks of talking-head papers do it, \
-         runs over whole clips, silent tails included, where the mouth and the envelope are \
-         both at rest. Inside speech alone (from the first phone to the last) loudness is a \
+        "\nThe correlation check above runs over whole clips, each with its silent tail, where \
+         the mouth and the envelope are both at rest; much of the correlation comes from \
+         there. Inside speech alone (from the first phone to the last) loudness is a \
          weak stand-in for the lips (a loud /m/ is made with closed lips, a quiet /h/ with \
          open ones): the opening the phones themselves call for (the training target, from \
          the phone timings) correlates with the envelope no better than the model does. \
