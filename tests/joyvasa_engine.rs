@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use gstvasafacegen::engine::joyvasa::{JoyVasaEngine, generator_times_loaded};
 use gstvasafacegen::engine::{AudioWindow, Engine, KeypointMotion, MotionControls};
@@ -207,22 +205,11 @@ fn element_frames_follow_the_timing_rule_and_the_seed() {
 
 #[test]
 fn a_joyvasa_bundle_renders_speech_to_mp4() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.wav");
-    write_wav(&clip, &speech_clip(0.4, 2.0));
-    let out = dir.path().join("face.mp4");
-    let pipeline = launch(&format!(
-        "filesrc location={} ! wavparse ! audioconvert ! audioresample \
-         ! vasafacegen image={} model={} seed=7 cfg-scale=2 sampling-steps=5 \
-         expression-scale=1.2 ! video/x-raw,width=160,height=160,framerate=5/1 ! videoconvert \
-         ! x264enc ! mp4mux ! filesink location={}",
-        clip.display(),
-        astronaut().display(),
-        bundle().display(),
-        out.display()
-    ));
-    assert_eq!(run_pipeline(&pipeline, Duration::from_secs(300)), None);
-    let video = demux_span(&out, "demux.video_0 ! avdec_h264");
+    let video = speech_through_bundle_to_mp4(
+        &bundle(),
+        "seed=7 cfg-scale=2 sampling-steps=5 expression-scale=1.2",
+        160,
+    );
     assert_eq!(video.buffers, 10, "{video:?}");
     assert_eq!(video.end_ns - video.first_ns, 2_000_000_000, "{video:?}");
 }

@@ -136,22 +136,7 @@ fn element_frames_follow_the_timing_rule_and_the_speech() {
 
 #[test]
 fn a_converted_bundle_renders_speech_to_mp4() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.wav");
-    write_wav(&clip, &speech_clip(0.4, 2.0));
-    let out = dir.path().join("face.mp4");
-    let pipeline = launch(&format!(
-        "filesrc location={} ! wavparse ! audioconvert ! audioresample \
-         ! vasafacegen image={} model={} seed=7 \
-         ! video/x-raw,width=192,height=192,framerate=5/1 ! videoconvert \
-         ! x264enc ! mp4mux ! filesink location={}",
-        clip.display(),
-        astronaut().display(),
-        fixture_bundle().display(),
-        out.display()
-    ));
-    assert_eq!(run_pipeline(&pipeline, Duration::from_secs(300)), None);
-    let video = demux_span(&out, "demux.video_0 ! avdec_h264");
+    let video = speech_through_bundle_to_mp4(fixture_bundle(), "seed=7", 192);
     // 2 s at 5 fps: 10 frames spanning 2 s (the encoder may shift the start).
     assert_eq!(video.buffers, 10, "{video:?}");
     assert_eq!(video.end_ns - video.first_ns, 2_000_000_000, "{video:?}");

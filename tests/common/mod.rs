@@ -304,6 +304,27 @@ pub struct StreamSpan {
     pub end_ns: u64,
 }
 
+/// 2 s of the sample speech through `vasafacegen image=<astronaut> model=<model>
+/// <properties>` at `size`x`size`, 5 fps, into an MP4; the video stream's span in it.
+pub fn speech_through_bundle_to_mp4(model: &Path, properties: &str, size: u32) -> StreamSpan {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.wav");
+    write_wav(&clip, &speech_clip(0.4, 2.0));
+    let out = dir.path().join("face.mp4");
+    let pipeline = launch(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample \
+         ! vasafacegen image={} model={} {properties} \
+         ! video/x-raw,width={size},height={size},framerate=5/1 ! videoconvert \
+         ! x264enc ! mp4mux ! filesink location={}",
+        clip.display(),
+        astronaut().display(),
+        model.display(),
+        out.display()
+    ));
+    assert_eq!(run_pipeline(&pipeline, Duration::from_secs(300)), None);
+    demux_span(&out, "demux.video_0 ! avdec_h264")
+}
+
 pub fn demux_span(path: &Path, branch: &str) -> StreamSpan {
     let pipeline = launch(&format!(
         "filesrc location={} ! qtdemux name=demux {branch} ! fakesink name=sink sync=false",

@@ -645,12 +645,10 @@ fn run(args: &Args) -> Result<bool, String> {
     progress.finish("done");
 
     let speech: Vec<&Clip> = clips.iter().filter(|c| c.kind == "speech").collect();
-    let parameters = mouth_metrics(&speech, &|c: &Clip| {
-        c.motions.iter().map(|m| f64::from(m.mouth_open)).collect()
-    });
-    let rendered = mouth_metrics(&speech, &|c: &Clip| c.rendered.clone());
     let model_opening =
         |c: &Clip| -> Vec<f64> { c.motions.iter().map(|m| f64::from(m.mouth_open)).collect() };
+    let parameters = mouth_metrics(&speech, &model_opening);
+    let rendered = mouth_metrics(&speech, &|c: &Clip| c.rendered.clone());
     let envelope = |c: &Clip| c.envelope.clone();
     // The opening the phones call for (the training target), as an articulatory
     // reference: how far the speech envelope itself is from the lips.
@@ -670,9 +668,7 @@ fn run(args: &Args) -> Result<bool, String> {
         if clips.is_empty() {
             continue;
         }
-        let m = mouth_metrics(&clips, &|c: &Clip| {
-            c.motions.iter().map(|m| f64::from(m.mouth_open)).collect()
-        });
+        let m = mouth_metrics(&clips, &model_opening);
         let inside = InsideSpeech {
             model_envelope: correlation_inside_speech(&clips, &model_opening, &envelope),
             phones_envelope: correlation_inside_speech(&clips, &phone_opening, &envelope),

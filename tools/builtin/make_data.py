@@ -506,18 +506,24 @@ HUMAN_EVAL = "librivox-human"
 def human_clips(out):
     """Copies the human speech clips into OUT/eval; returns their manifest entries."""
     entries = []
+    if not os.path.isdir(HUMAN_DIR):
+        sys.exit(f"{HUMAN_DIR}: missing (it is part of the repository)")
     for name in sorted(os.listdir(HUMAN_DIR)):
         if not name.endswith(".phone.json"):
             continue
         stem = name[:-len(".phone.json")]
-        with open(os.path.join(HUMAN_DIR, name)) as f:
-            alignment = json.load(f)
-        phones = []
-        for word in alignment["w"]:
-            for phone in word["w"]:
-                label = phone["t"].lower()
-                phones.append(["pau" if label == "sil" else label, round(phone["b"], 3),
-                               round(phone["b"] + phone["d"], 3)])
+        path = os.path.join(HUMAN_DIR, name)
+        try:
+            with open(path) as f:
+                alignment = json.load(f)
+            phones = []
+            for word in alignment["w"]:
+                for phone in word["w"]:
+                    label = phone["t"].lower()
+                    phones.append(["pau" if label == "sil" else label, round(phone["b"], 3),
+                                   round(phone["b"] + phone["d"], 3)])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            sys.exit(f"{path}: not a PocketSphinx phone alignment ({err!r})")
         wav_path = os.path.join(out, "eval", f"eval-human-{stem[-4:]}.wav")
         with open(os.path.join(HUMAN_DIR, stem + ".wav"), "rb") as src, \
                 open(wav_path, "wb") as dst:
