@@ -90,7 +90,7 @@ const SIZE: FrameSize = FrameSize {
 
 impl EngineFrames {
     fn new() -> Self {
-        let engine = engine::create("builtin", tch::Device::Cpu).unwrap();
+        let engine = engine::create("builtin", tch::Device::Cpu, Default::default()).unwrap();
         let source = engine
             .source_preparer()
             .prepare(

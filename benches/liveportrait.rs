@@ -3,7 +3,9 @@
 //! fixture's reduced size: each module, and a whole frame through the engine (driving
 //! keypoints, warp, generator, paste-back into a 512x512 frame).
 //! `make bench`; numbers in the README. `VASAFACEGEN_BENCH_SIZES=official` (or
-//! `fixture`) limits the sizes; `VASAFACEGEN_BENCH_DEVICE=cuda` picks the GPU.
+//! `fixture`) limits the sizes; `VASAFACEGEN_BENCH_DEVICE=cuda` picks the GPU;
+//! `VASAFACEGEN_BENCH_PRECISION=bfloat16` (or `float16`, `float32`: the default) the
+//! number format of the networks.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use gstvasafacegen::engine::liveportrait::LivePortraitEngine;
 use gstvasafacegen::engine::{Engine, FrameSize, Motion, SourceHints};
 use gstvasafacegen::liveportrait::{
-    BUNDLE_FORMAT, BUNDLE_VERSION, COMPONENTS, LivePortrait, LivePortraitConfig,
+    BUNDLE_FORMAT, BUNDLE_VERSION, COMPONENTS, LivePortrait, LivePortraitConfig, Precision,
 };
 use gstvasafacegen::portrait::Portrait;
 use tch::{Device, Kind, Tensor};
@@ -23,6 +25,12 @@ fn device() -> Device {
         Ok("cuda") => Device::Cuda(0),
         _ => Device::Cpu,
     }
+}
+
+fn precision() -> Precision {
+    std::env::var("VASAFACEGEN_BENCH_PRECISION")
+        .map(|name| name.parse().unwrap())
+        .unwrap_or_default()
 }
 
 fn device_name(device: Device) -> &'static str {
@@ -87,15 +95,18 @@ fn fixture_config() -> LivePortraitConfig {
 }
 
 fn bench_size(c: &mut Criterion, label: &str, config: &LivePortraitConfig) {
-    let device = device();
+    let (device, precision) = (device(), precision());
     let dir = tempfile::tempdir().unwrap();
     random_bundle(config, dir.path());
-    let mut group = c.benchmark_group(format!("liveportrait_{label}_{}", device_name(device)));
+    let mut group = c.benchmark_group(format!(
+        "liveportrait_{label}_{}_{precision}",
+        device_name(device)
+    ));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
     group.warm_up_time(Duration::from_secs(2));
 
-    let mut engine = LivePortraitEngine::new(dir.path(), device).unwrap();
+    let mut engine = LivePortraitEngine::new(dir.path(), device, precision).unwrap();
     let model = engine.model().clone();
     let _no_grad = tch::no_grad_guard();
     let crop = Tensor::rand([1, 3, 256, 256], (Kind::Float, device));

@@ -175,6 +175,25 @@ fn model_bundle_with_a_damaged_weight_file() {
 }
 
 #[test]
+fn unknown_precision() {
+    let error = error_with(&format!("image={} precision=float8", astronaut().display()));
+    assert_mentions(&error, &["unknown precision \"float8\"", "bfloat16"]);
+}
+
+#[test]
+fn float16_on_the_cpu() {
+    let error = error_with(&format!(
+        "image={} model={} device=cpu precision=float16",
+        astronaut().display(),
+        fixture_bundle().display()
+    ));
+    assert_mentions(
+        &error,
+        &["precision=float16 needs a CUDA device", "bfloat16"],
+    );
+}
+
+#[test]
 fn buffers_without_timestamps() {
     init();
     let pipeline = launch(&format!(

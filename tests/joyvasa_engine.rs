@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use gstvasafacegen::engine::joyvasa::{JoyVasaEngine, generator_times_loaded};
 use gstvasafacegen::engine::{AudioWindow, Engine, KeypointMotion, MotionControls};
+use gstvasafacegen::liveportrait::Precision;
 use gstvasafacegen::timeline::FrameRate;
 use tch::Device;
 
@@ -55,7 +56,7 @@ fn drive(
 }
 
 fn engine(seed: u64, steps: u32) -> JoyVasaEngine {
-    let mut engine = JoyVasaEngine::new(&bundle(), Device::Cpu).unwrap();
+    let mut engine = JoyVasaEngine::new(&bundle(), Device::Cpu, Precision::Float32).unwrap();
     engine.set_controls(MotionControls {
         sampling_steps: steps,
         ..MotionControls::default()
@@ -142,8 +143,8 @@ fn silence_rests_the_lips_within_120_ms() {
 #[test]
 fn one_copy_of_the_motion_generator_per_bundle_and_device() {
     let bundle = copy_of_bundle(&joyvasa_bundle("bug"));
-    let first = JoyVasaEngine::new(bundle.path(), Device::Cpu).unwrap();
-    let second = JoyVasaEngine::new(bundle.path(), Device::Cpu).unwrap();
+    let first = JoyVasaEngine::new(bundle.path(), Device::Cpu, Precision::Float32).unwrap();
+    let second = JoyVasaEngine::new(bundle.path(), Device::Cpu, Precision::Float32).unwrap();
     assert_eq!(generator_times_loaded(bundle.path(), Device::Cpu), 1);
     drop((first, second));
 }
@@ -154,6 +155,7 @@ fn damaged_or_incomplete_motion_generator_bundles_are_refused_by_name() {
     let message = |dir: &std::path::Path| match gstvasafacegen::engine::create(
         dir.to_str().unwrap(),
         Device::Cpu,
+        Precision::Float32,
     ) {
         Ok(_) => panic!("a damaged bundle loaded"),
         Err(err) => err.to_string(),

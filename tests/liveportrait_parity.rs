@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use gstvasafacegen::liveportrait::stitching::{bins_to_degrees, rotation, transform_keypoints};
 use gstvasafacegen::liveportrait::weights::WeightsError;
-use gstvasafacegen::liveportrait::{BundleError, LivePortrait, LivePortraitConfig};
+use gstvasafacegen::liveportrait::{BundleError, LivePortrait, LivePortraitConfig, Precision};
 use tch::{Device, Tensor};
 
 fn fixtures() -> PathBuf {
@@ -25,7 +25,8 @@ fn bundle() -> &'static Path {
 
 fn model() -> LivePortrait {
     tch::set_num_threads(1);
-    LivePortrait::load_bundle(bundle(), Device::Cpu).expect("the fixture bundle loads")
+    LivePortrait::load_bundle(bundle(), Device::Cpu, Precision::Float32)
+        .expect("the fixture bundle loads")
 }
 
 struct Io(HashMap<String, Tensor>);
@@ -267,7 +268,7 @@ fn broken_bundle(
     let mut tensors = Tensor::read_safetensors(&file).unwrap();
     edit(&mut tensors);
     Tensor::write_safetensors(&tensors, &file).unwrap();
-    let err = LivePortrait::load_bundle(dir.path(), Device::Cpu)
+    let err = LivePortrait::load_bundle(dir.path(), Device::Cpu, Precision::Float32)
         .err()
         .expect("refused");
     (dir, err)
@@ -328,7 +329,7 @@ fn a_truncated_weight_file_is_refused_by_name() {
     let file = dir.path().join("warping_module.safetensors");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
-    let err = LivePortrait::load_bundle(dir.path(), Device::Cpu)
+    let err = LivePortrait::load_bundle(dir.path(), Device::Cpu, Precision::Float32)
         .err()
         .expect("refused");
     assert!(
@@ -361,4 +362,87 @@ fn the_converter_refuses_to_overwrite_a_bundle_and_names_a_missing_checkpoint() 
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("appearance_feature_extractor.pth"));
+}
+
+/// (max, mean) of |actual - stored(name)|.
+fn distance(name: &str, actual: &Tensor) -> (f64, f64) {
+    let expected = stored(name);
+    assert_eq!(actual.size(), expected.size(), "{name}: shape");
+    let diff = (actual - &expected).abs();
+    (
+        diff.max().double_value(&[]),
+        diff.mean(tch::Kind::Float).double_value(&[]),
+    )
+}
+
+/// Asserts the largest and the mean |actual - expected| are within bounds.
+fn check_loosely(name: &str, actual: &Tensor, max: f64, mean: f64) {
+    let (worst, average) = distance(name, actual);
+    eprintln!(
+        "{name}: max |diff| {worst:.2e} (bound {max:.0e}), mean {average:.2e} (bound {mean:.0e})"
+    );
+    assert!(
+        worst <= max && average <= mean,
+        "{name}: max |diff| {worst:e} (bound {max:e}), mean {average:e} (bound {mean:e})"
+    );
+}
+
+/// The reduced-precision bounds (README, LivePortrait) are about twice what was
+/// measured. They are loose where the fixture's random generator is chaotic: in
+/// float32, multiplying its input by 1 + 0.1% noise already moves the image by up to
+/// 0.07 (0.4%, bfloat16's rounding step: 0.29), so the image is bounded mostly in the
+/// mean; the stages before it are bounded tightly.
+#[test]
+fn whole_chain_in_bfloat16_within_the_looser_tolerance() {
+    let _g = no_grad();
+    tch::set_num_threads(1);
+    let lp = &LivePortrait::load_bundle(bundle(), Device::Cpu, Precision::BFloat16)
+        .expect("the fixture bundle loads in bfloat16");
+    let image = stored("source_image");
+    let f_s = lp.appearance.forward(&image);
+    assert_eq!(f_s.kind(), tch::Kind::Float, "networks hand back float32");
+    check_loosely("f_s", &f_s, 8e-3, 1e-3);
+    let info = lp.keypoint_info(&image);
+    let x_s = info.keypoints();
+    check_loosely("x_s", &x_s, 1.5e-2, 4e-3);
+    let r_d = rotation(
+        &stored("drv_pitch"),
+        &stored("drv_yaw"),
+        &stored("drv_roll"),
+    );
+    let x_d = transform_keypoints(
+        &info.kp,
+        &r_d,
+        &stored("drv_exp"),
+        &stored("drv_scale"),
+        &stored("drv_t"),
+    );
+    let x_d = lp.stitching.stitch(&x_s, &x_d);
+    check_loosely("x_d_stitched", &x_d, 1.5e-2, 4e-3);
+    let w = lp.warping.forward(&f_s, &x_d, &x_s);
+    check_loosely("deformation", &w.deformation, 2e-3, 8e-4);
+    check_loosely("occlusion_map", w.occlusion.as_ref().unwrap(), 5e-2, 7e-3);
+    check_loosely("warp_out", &w.out, 2e-2, 2e-3);
+    check_loosely("render", &lp.decode(&f_s, &x_s, &x_d), 0.5, 4e-2);
+    // The generator alone, on the reference's own input.
+    check_loosely(
+        "render",
+        &lp.generator.forward(&stored("warp_out")),
+        0.4,
+        1.8e-2,
+    );
+}
+
+/// float16 runs hundreds of times slower than float32 on a CPU (it is meant for
+/// GPUs), so only the small networks are checked here; measured once on the whole
+/// chain: image max 0.046, mean 0.0032.
+#[test]
+fn appearance_and_keypoints_in_float16_within_the_looser_tolerance() {
+    let _g = no_grad();
+    tch::set_num_threads(1);
+    let lp = &LivePortrait::load_bundle(bundle(), Device::Cpu, Precision::Float16)
+        .expect("the fixture bundle loads in float16");
+    let image = stored("source_image");
+    check_loosely("f_s", &lp.appearance.forward(&image), 1e-3, 1.5e-4);
+    check_loosely("x_s", &lp.keypoint_info(&image).keypoints(), 1.5e-3, 4e-4);
 }

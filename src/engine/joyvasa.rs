@@ -28,7 +28,7 @@ use super::{
     PreparedSource, SourcePreparer, guarded,
 };
 use crate::joyvasa::{FrameMotion, MotionGenerator, PoseSmoother, WindowContext};
-use crate::liveportrait::{BundleError, Frozen};
+use crate::liveportrait::{BundleError, Frozen, Precision};
 
 /// Samples the reference puts before the audio (two motion frames at 25 fps).
 const AUDIO_PRE_PAD: i64 = 1280;
@@ -42,16 +42,20 @@ const MOUTH_REST_RATE: f32 = 0.6;
 static GENERATORS: ModelCache<MotionGenerator> = ModelCache::new();
 
 /// The motion generator of the bundle at `dir` on `device`, loaded once per process.
+/// It computes in float32 whatever the renderer's precision: it is a small share of a
+/// frame's work.
 pub fn shared_generator(
     dir: &Path,
     device: Device,
 ) -> Result<Arc<Frozen<MotionGenerator>>, BundleError> {
-    GENERATORS.get_or_load(dir, device, || MotionGenerator::load_bundle(dir, device))
+    GENERATORS.get_or_load(dir, device, Precision::Float32, || {
+        MotionGenerator::load_bundle(dir, device)
+    })
 }
 
 /// How many times the motion generator of `dir` was read from disk for `device`.
 pub fn generator_times_loaded(dir: &Path, device: Device) -> usize {
-    GENERATORS.times_loaded(dir, device)
+    GENERATORS.times_loaded(dir, device, Precision::Float32)
 }
 
 /// Per-stream state: the audio heard so far, the motion generated so far.
@@ -144,9 +148,11 @@ pub struct JoyVasaEngine {
 }
 
 impl JoyVasaEngine {
-    pub fn new(bundle: &Path, device: Device) -> Result<Self, EngineError> {
+    /// The engine of a bundle with a motion generator; LivePortrait draws in
+    /// `precision`.
+    pub fn new(bundle: &Path, device: Device, precision: Precision) -> Result<Self, EngineError> {
         Ok(Self {
-            renderer: LivePortraitEngine::new(bundle, device)?,
+            renderer: LivePortraitEngine::new(bundle, device, precision)?,
             generator: shared_generator(bundle, device)?,
             device,
             controls: MotionControls::default(),

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::face;
 use crate::liveportrait::stitching::{rotation, transform_keypoints};
-use crate::liveportrait::{BundleError, Frozen, KeypointInfo, LivePortrait};
+use crate::liveportrait::{BundleError, Frozen, KeypointInfo, LivePortrait, Precision};
 use crate::portrait::Portrait;
 use crate::render::crop::{CropWindow, PasteBack};
 use crate::render::fit;
@@ -94,16 +94,17 @@ fn hull_area(keypoints: &Tensor) -> f32 {
 type SharedModel = Arc<Frozen<LivePortrait>>;
 
 /// Identifies loaded weights: the same bundle (by path and manifest time) on the same
-/// device is the same model.
+/// device in the same precision is the same model.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct ModelKey {
     pub(super) dir: PathBuf,
     manifest_modified: Option<std::time::SystemTime>,
     device: Device,
+    precision: Precision,
 }
 
 impl ModelKey {
-    pub(super) fn new(dir: &Path, device: Device) -> Self {
+    pub(super) fn new(dir: &Path, device: Device, precision: Precision) -> Self {
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
         let manifest_modified = std::fs::metadata(dir.join("manifest.json"))
             .and_then(|m| m.modified())
@@ -112,15 +113,17 @@ impl ModelKey {
             dir,
             manifest_modified,
             device,
+            precision,
         }
     }
 
     /// A string naming the model, for the prepared-portrait cache.
     pub(super) fn describe(&self, engine: &str) -> String {
         format!(
-            "{engine}:{}:{:?}:{:?}",
+            "{engine}:{}:{:?}:{}:{:?}",
             self.dir.display(),
             self.device,
+            self.precision,
             self.manifest_modified
         )
     }
@@ -157,9 +160,10 @@ impl<T> ModelCache<T> {
         &self,
         dir: &Path,
         device: Device,
+        precision: Precision,
         load: impl FnOnce() -> Result<T, BundleError>,
     ) -> Result<Arc<Frozen<T>>, BundleError> {
-        let key = ModelKey::new(dir, device);
+        let key = ModelKey::new(dir, device, precision);
         let mut models = self.lock();
         if let Some(entry) = models.iter().find(|m| m.key == key)
             && let Some(model) = entry.model.upgrade()
@@ -181,8 +185,8 @@ impl<T> ModelCache<T> {
         Ok(model)
     }
 
-    pub(super) fn times_loaded(&self, dir: &Path, device: Device) -> usize {
-        let key = ModelKey::new(dir, device);
+    pub(super) fn times_loaded(&self, dir: &Path, device: Device, precision: Precision) -> usize {
+        let key = ModelKey::new(dir, device, precision);
         self.lock()
             .iter()
             .find(|m| m.key == key)
@@ -192,15 +196,22 @@ impl<T> ModelCache<T> {
 
 static RENDERERS: ModelCache<LivePortrait> = ModelCache::new();
 
-/// The renderer of the bundle at `dir` on `device`, loaded once for the whole process
-/// while anything uses it.
-pub fn shared_model(dir: &Path, device: Device) -> Result<SharedModel, BundleError> {
-    RENDERERS.get_or_load(dir, device, || LivePortrait::load_bundle(dir, device))
+/// The renderer of the bundle at `dir` on `device` in `precision`, loaded once for the
+/// whole process while anything uses it.
+pub fn shared_model(
+    dir: &Path,
+    device: Device,
+    precision: Precision,
+) -> Result<SharedModel, BundleError> {
+    RENDERERS.get_or_load(dir, device, precision, || {
+        LivePortrait::load_bundle(dir, device, precision)
+    })
 }
 
-/// How many times the bundle at `dir` was read from disk for `device` in this process.
-pub fn times_loaded(dir: &Path, device: Device) -> usize {
-    RENDERERS.times_loaded(dir, device)
+/// How many times the bundle at `dir` was read from disk for `device` and `precision`
+/// in this process.
+pub fn times_loaded(dir: &Path, device: Device, precision: Precision) -> usize {
+    RENDERERS.times_loaded(dir, device, precision)
 }
 
 /// What preparation computes for one portrait, kept in [`PreparedSource::extra`].
@@ -277,10 +288,10 @@ struct CachedPaste {
 }
 
 impl LivePortraitEngine {
-    pub fn new(bundle: &Path, device: Device) -> Result<Self, EngineError> {
+    pub fn new(bundle: &Path, device: Device, precision: Precision) -> Result<Self, EngineError> {
         Ok(Self {
             device,
-            model: shared_model(bundle, device)?,
+            model: shared_model(bundle, device, precision)?,
             bundle: bundle.to_owned(),
             motion: BuiltinEngine::new(device)?,
             paste: None,
@@ -463,7 +474,8 @@ impl Engine for LivePortraitEngine {
         Arc::new(LivePortraitPreparer {
             model: self.model.clone(),
             device: self.device,
-            cache_key: ModelKey::new(&self.bundle, self.device).describe("liveportrait"),
+            cache_key: ModelKey::new(&self.bundle, self.device, self.model.precision)
+                .describe("liveportrait"),
         })
     }
 

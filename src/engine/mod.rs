@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::face::{FaceAnalysis, FaceBox, FaceError};
+use crate::liveportrait::Precision;
 use crate::portrait::{Portrait, PortraitError};
 use crate::render::crop::CropSettings;
 use crate::timeline::FrameRate;
@@ -188,6 +189,8 @@ pub enum EngineError {
          the LivePortrait checkpoints with tools/liveportrait/convert.py, see the README)"
     )]
     UnknownModel(String),
+    #[error("{0}")]
+    Precision(String),
     #[error(transparent)]
     Bundle(#[from] crate::liveportrait::BundleError),
     #[error(transparent)]
@@ -343,18 +346,28 @@ pub trait Engine: Send {
 }
 
 /// The engine a `model` property value names: `builtin`, or the directory of a model
-/// bundle.
-pub fn create(model: &str, device: tch::Device) -> Result<Box<dyn Engine>, EngineError> {
+/// bundle. `precision` is what LivePortrait's networks compute in; the builtin engine
+/// and JoyVASA's motion generator always compute in float32.
+pub fn create(
+    model: &str,
+    device: tch::Device,
+    precision: Precision,
+) -> Result<Box<dyn Engine>, EngineError> {
     match model {
         "builtin" => Ok(Box::new(builtin::BuiltinEngine::new(device)?)),
         dir if std::path::Path::new(dir).is_dir() => {
+            precision
+                .check_device(device)
+                .map_err(EngineError::Precision)?;
             let dir = std::path::Path::new(dir);
             let manifest = crate::liveportrait::BundleManifest::read(dir)?;
             if manifest.joyvasa.is_some() {
-                Ok(Box::new(joyvasa::JoyVasaEngine::new(dir, device)?))
+                Ok(Box::new(joyvasa::JoyVasaEngine::new(
+                    dir, device, precision,
+                )?))
             } else {
                 Ok(Box::new(liveportrait::LivePortraitEngine::new(
-                    dir, device,
+                    dir, device, precision,
                 )?))
             }
         }

@@ -1,7 +1,7 @@
 //! The appearance feature extractor F: portrait (B, 3, 256, 256) -> 3-D feature volume
 //! (B, reshape_channel, reshape_depth, 64, 64).
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::config::AppearanceConfig;
 use super::layers::{BatchNorm, Conv, ConvSpec};
@@ -76,6 +76,8 @@ pub struct AppearanceFeatureExtractor {
     resblocks: Vec<ResBlock3d>,
     reshape_channel: i64,
     reshape_depth: i64,
+    /// What it computes in (see [`super::precision`]).
+    kind: Kind,
 }
 
 impl AppearanceFeatureExtractor {
@@ -119,11 +121,13 @@ impl AppearanceFeatureExtractor {
             resblocks,
             reshape_channel: c.reshape_channel,
             reshape_depth: c.reshape_depth,
+            kind: w.compute_kind(),
         })
     }
 
+    /// The feature volume of `image` (float32 in, float32 out).
     pub fn forward(&self, image: &Tensor) -> Tensor {
-        let mut x = self.first.forward(image);
+        let mut x = self.first.forward(&image.to_kind(self.kind));
         for block in &self.down {
             x = block
                 .forward(&x)
@@ -135,6 +139,6 @@ impl AppearanceFeatureExtractor {
         for block in &self.resblocks {
             f = block.forward(&f);
         }
-        f
+        f.to_kind(Kind::Float)
     }
 }

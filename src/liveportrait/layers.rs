@@ -1,7 +1,11 @@
 //! The building blocks of LivePortrait's networks, as plain tensors with a forward
 //! function each, named by the keys of the official checkpoints.
+//!
+//! Convolution and linear weights come in the compute kind of their [`Weights`]
+//! (float32, or a 16-bit kind, see [`super::precision`]); normalisation parameters stay
+//! float32 and normalisations compute their statistics in float32.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::weights::{Weights, WeightsError};
 
@@ -54,13 +58,13 @@ impl Conv {
         cout: i64,
         spec: ConvSpec<'_>,
     ) -> Result<Self> {
-        let weight = w.take(&format!("{key}.weight"), &spec.weight_shape(cin, cout))?;
+        let weight = w.take_compute(&format!("{key}.weight"), &spec.weight_shape(cin, cout))?;
         Self::with_weight(w, key, weight, cout, spec)
     }
 
     /// A spectrally normalised convolution (`weight_orig`, `weight_u`, `weight_v`), its
     /// weight folded once: W = W_orig / (u . (W_orig v)), as eval() computes it (no power
-    /// iteration).
+    /// iteration). Folded in float32 whatever the compute kind.
     pub fn spectral(
         w: &mut Weights,
         key: &str,
@@ -78,7 +82,8 @@ impl Conv {
         Self::with_weight(w, key, weight, cout, spec)
     }
 
-    /// A convolution whose weight was computed at load (weight norm and the like).
+    /// A convolution whose weight was computed at load (weight norm and the like),
+    /// stored in the compute kind.
     pub fn with_weight(
         w: &mut Weights,
         key: &str,
@@ -87,13 +92,13 @@ impl Conv {
         spec: ConvSpec<'_>,
     ) -> Result<Self> {
         let bias = if spec.bias {
-            Some(w.take(&format!("{key}.bias"), &[cout])?)
+            Some(w.take_compute(&format!("{key}.bias"), &[cout])?)
         } else {
             None
         };
         let dims = spec.kernel.len();
         Ok(Self {
-            weight,
+            weight: weight.to_kind(w.compute_kind()),
             bias,
             stride: vec![spec.stride; dims],
             padding: vec![spec.padding; dims],
@@ -118,7 +123,8 @@ impl Conv {
     }
 }
 
-/// BatchNorm (2-D or 3-D) in eval mode: the running statistics.
+/// BatchNorm (2-D or 3-D) in eval mode: the running statistics. Parameters in float32
+/// for any input kind (libtorch's mixed-kind batch norm).
 pub struct BatchNorm {
     weight: Tensor,
     bias: Tensor,
@@ -160,8 +166,8 @@ pub struct Linear {
 impl Linear {
     pub fn new(w: &mut Weights, key: &str, fin: i64, fout: i64) -> Result<Self> {
         Ok(Self {
-            weight: w.take(&format!("{key}.weight"), &[fout, fin])?,
-            bias: w.take(&format!("{key}.bias"), &[fout])?,
+            weight: w.take_compute(&format!("{key}.weight"), &[fout, fin])?,
+            bias: w.take_compute(&format!("{key}.bias"), &[fout])?,
         })
     }
 
@@ -170,7 +176,8 @@ impl Linear {
     }
 }
 
-/// LayerNorm over the last dimension (channels last).
+/// LayerNorm over the last dimension (channels last), computed in float32 and returned
+/// in the input's kind.
 pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
@@ -188,23 +195,27 @@ impl LayerNorm {
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let channels = self.weight.size()[0];
-        x.layer_norm(
-            [channels],
-            Some(&self.weight),
-            Some(&self.bias),
-            self.eps,
-            true,
-        )
+        x.to_kind(Kind::Float)
+            .layer_norm(
+                [channels],
+                Some(&self.weight),
+                Some(&self.bias),
+                self.eps,
+                true,
+            )
+            .to_kind(x.kind())
     }
 
     /// Over dimension 1 of (N, C, H, W), computed as the reference's channels-first
     /// variant does (mean, biased variance, then the affine).
-    pub fn forward_channels_first(&self, x: &Tensor) -> Tensor {
+    pub fn forward_channels_first(&self, input: &Tensor) -> Tensor {
+        let x = input.to_kind(Kind::Float);
         let mean = x.mean_dim(1, true, None);
         let centred = x - &mean;
         let var = centred.pow_tensor_scalar(2).mean_dim(1, true, None);
         let normalised = centred / (var + self.eps).sqrt();
-        self.weight.view([1, -1, 1, 1]) * normalised + self.bias.view([1, -1, 1, 1])
+        (self.weight.view([1, -1, 1, 1]) * normalised + self.bias.view([1, -1, 1, 1]))
+            .to_kind(input.kind())
     }
 }
 

@@ -10,6 +10,7 @@ pub mod appearance;
 pub mod config;
 pub mod layers;
 pub mod motion;
+pub mod precision;
 pub mod spade;
 pub mod stitching;
 pub mod warping;
@@ -23,6 +24,7 @@ use tch::Device;
 pub use self::appearance::AppearanceFeatureExtractor;
 pub use self::config::LivePortraitConfig;
 pub use self::motion::MotionExtractor;
+pub use self::precision::Precision;
 pub use self::spade::SpadeGenerator;
 pub use self::stitching::StitchingRetargeting;
 pub use self::warping::WarpingModule;
@@ -152,9 +154,10 @@ impl<T> std::ops::Deref for Frozen<T> {
     }
 }
 
-/// All of LivePortrait's networks, on one device.
+/// All of LivePortrait's networks, on one device, in one precision.
 pub struct LivePortrait {
     pub config: LivePortraitConfig,
+    pub precision: Precision,
     pub appearance: AppearanceFeatureExtractor,
     pub motion: MotionExtractor,
     pub warping: WarpingModule,
@@ -163,8 +166,12 @@ pub struct LivePortrait {
 }
 
 impl LivePortrait {
-    /// Loads the renderer of a bundle directory.
-    pub fn load_bundle(dir: &Path, device: Device) -> Result<Self, BundleError> {
+    /// Loads the renderer of a bundle directory, to compute in `precision`.
+    pub fn load_bundle(
+        dir: &Path,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self, BundleError> {
         let manifest = BundleManifest::read(dir)?;
         let config = manifest
             .liveportrait_config
@@ -173,28 +180,33 @@ impl LivePortrait {
                 path: dir.join("manifest.json"),
                 detail: "the bundle has no LivePortrait renderer (no liveportrait_config)".into(),
             })?;
-        Self::load_files(&config, |name| {
+        Self::load_files(&config, precision, |name| {
             Weights::load(&manifest.component(dir, name)?, device).map_err(BundleError::from)
         })
     }
 
     /// Builds every network from the weights `open` gives for each component name,
-    /// requiring every tensor to be used.
+    /// requiring every tensor to be used. F, M, W and G compute in `precision`; the
+    /// stitching and retargeting MLPs, a few hundred multiply-adds that move keypoints,
+    /// always in float32.
     pub fn load_files(
         config: &LivePortraitConfig,
+        precision: Precision,
         mut open: impl FnMut(&str) -> Result<Weights, BundleError>,
     ) -> Result<Self, BundleError> {
-        let mut w = open("appearance_feature_extractor")?;
+        let kind = precision.kind();
+        let mut open_in = |name: &str| open(name).map(|w| w.with_compute_kind(kind));
+        let mut w = open_in("appearance_feature_extractor")?;
         let appearance =
             AppearanceFeatureExtractor::new(&mut w, &config.appearance_feature_extractor_params)?;
         w.finish()?;
-        let mut w = open("motion_extractor")?;
+        let mut w = open_in("motion_extractor")?;
         let motion = MotionExtractor::new(&mut w, &config.motion_extractor_params)?;
         w.finish()?;
-        let mut w = open("warping_module")?;
+        let mut w = open_in("warping_module")?;
         let warping = WarpingModule::new(&mut w, &config.warping_module_params)?;
         w.finish()?;
-        let mut w = open("spade_generator")?;
+        let mut w = open_in("spade_generator")?;
         let generator = SpadeGenerator::new(&mut w, &config.spade_generator_params)?;
         w.finish()?;
         let mut w = open("stitching_retargeting_module")?;
@@ -203,6 +215,7 @@ impl LivePortrait {
         w.finish()?;
         Ok(Self {
             config: config.clone(),
+            precision,
             appearance,
             motion,
             warping,

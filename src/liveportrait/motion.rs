@@ -2,7 +2,7 @@
 //! head pose (66 bins each for pitch, yaw, roll), expression deltas, translation and
 //! scale. Keys keep the checkpoint's `detector.` prefix.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::config::MotionConfig;
 use super::layers::{Conv, ConvSpec, LayerNorm, Linear};
@@ -42,8 +42,8 @@ impl Block {
             norm: LayerNorm::new(w, &format!("{key}.norm"), dim, 1e-6)?,
             pwconv1: Linear::new(w, &format!("{key}.pwconv1"), dim, 4 * dim)?,
             grn: Grn {
-                gamma: w.take(&format!("{key}.grn.gamma"), &[1, 1, 1, 4 * dim])?,
-                beta: w.take(&format!("{key}.grn.beta"), &[1, 1, 1, 4 * dim])?,
+                gamma: w.take_compute(&format!("{key}.grn.gamma"), &[1, 1, 1, 4 * dim])?,
+                beta: w.take_compute(&format!("{key}.grn.beta"), &[1, 1, 1, 4 * dim])?,
             },
             pwconv2: Linear::new(w, &format!("{key}.pwconv2"), 4 * dim, dim)?,
         })
@@ -52,9 +52,10 @@ impl Block {
     fn forward(&self, x: &Tensor) -> Tensor {
         let y = self.dwconv.forward(x).permute([0, 2, 3, 1]);
         let y = self.pwconv1.forward(&self.norm.forward(&y)).gelu("none");
-        // GRN: L2 norm over the spatial dimensions, divided by its channel mean.
-        let g = y.norm_scalaropt_dim(2, [1, 2], true);
-        let n = &g / (g.mean_dim(-1, true, None) + 1e-6);
+        // GRN: L2 norm over the spatial dimensions, divided by its channel mean (in
+        // float32: a 16-bit sum of squares would overflow).
+        let g = y.to_kind(Kind::Float).norm_scalaropt_dim(2, [1, 2], true);
+        let n = (&g / (g.mean_dim(-1, true, None) + 1e-6)).to_kind(y.kind());
         let y = &self.grn.gamma * (&y * n) + &self.grn.beta + &y;
         let y = self.pwconv2.forward(&y).permute([0, 3, 1, 2]);
         x + y
@@ -79,6 +80,8 @@ pub struct MotionExtractor {
     fc_roll: Linear,
     fc_t: Linear,
     fc_exp: Linear,
+    /// What it computes in (see [`super::precision`]).
+    kind: Kind,
 }
 
 impl MotionExtractor {
@@ -132,11 +135,13 @@ impl MotionExtractor {
             fc_roll: Linear::new(w, &format!("{p}.fc_roll"), last, c.num_bins)?,
             fc_t: Linear::new(w, &format!("{p}.fc_t"), last, 3)?,
             fc_exp: Linear::new(w, &format!("{p}.fc_exp"), last, kp3)?,
+            kind: w.compute_kind(),
         })
     }
 
+    /// The heads' outputs for `image` (float32 in, float32 out).
     pub fn forward(&self, image: &Tensor) -> MotionHeads {
-        let mut x = image.shallow_clone();
+        let mut x = image.to_kind(self.kind);
         for (down, stage) in self.downsample.iter().zip(&self.stages) {
             x = match down {
                 Downsample::Stem(conv, norm) => norm.forward_channels_first(&conv.forward(&x)),
@@ -149,14 +154,15 @@ impl MotionExtractor {
         let x = self
             .norm
             .forward(&x.mean_dim([-2, -1].as_slice(), false, None));
+        let head = |fc: &Linear| fc.forward(&x).to_kind(Kind::Float);
         MotionHeads {
-            pitch: self.fc_pitch.forward(&x),
-            yaw: self.fc_yaw.forward(&x),
-            roll: self.fc_roll.forward(&x),
-            t: self.fc_t.forward(&x),
-            exp: self.fc_exp.forward(&x),
-            scale: self.fc_scale.forward(&x),
-            kp: self.fc_kp.forward(&x),
+            pitch: head(&self.fc_pitch),
+            yaw: head(&self.fc_yaw),
+            roll: head(&self.fc_roll),
+            t: head(&self.fc_t),
+            exp: head(&self.fc_exp),
+            scale: head(&self.fc_scale),
+            kp: head(&self.fc_kp),
         }
     }
 }

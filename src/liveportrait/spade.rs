@@ -2,7 +2,7 @@
 //! (B, 3, 512, 512), through residual blocks whose normalisation is modulated by the
 //! feature map itself. Spectrally normalised convolutions are folded at load.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::config::SpadeConfig;
 use super::layers::{Conv, ConvSpec, instance_norm};
@@ -110,6 +110,8 @@ pub struct SpadeGenerator {
     up_1: SpadeResBlock,
     conv_img: Conv,
     upscale: bool,
+    /// What it computes in (see [`super::precision`]).
+    kind: Kind,
 }
 
 impl SpadeGenerator {
@@ -138,11 +140,13 @@ impl SpadeGenerator {
                 ConvSpec::new(&[3, 3], 1),
             )?,
             upscale,
+            kind: w.compute_kind(),
         })
     }
 
-    /// The image before the final sigmoid.
+    /// The image before the final sigmoid (float32 in, float32 out).
     pub fn logits(&self, feature: &Tensor) -> Tensor {
+        let feature = &feature.to_kind(self.kind);
         let mut x = self.fc.forward(feature);
         for block in &self.middle {
             x = block.forward(&x, feature);
@@ -153,7 +157,7 @@ impl SpadeGenerator {
         };
         let x = self.up_0.forward(&up(&x), feature);
         let x = self.up_1.forward(&up(&x), feature);
-        let x = self.conv_img.forward(&leaky(&x));
+        let x = self.conv_img.forward(&leaky(&x)).to_kind(Kind::Float);
         if self.upscale { x.pixel_shuffle(2) } else { x }
     }
 

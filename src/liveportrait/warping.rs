@@ -2,6 +2,11 @@
 //! keypoints, a dense 3-D motion field (a mix of per-keypoint translations chosen by an
 //! hourglass network), the warped volume, an occlusion map, and the 2-D feature map the
 //! generator decodes.
+//!
+//! In a reduced precision only the convolutions run in 16 bits: the keypoint heatmaps,
+//! the sampling grids, the softmax over keypoints, the occlusion sigmoid and both grid
+//! samplings stay float32, as under the reference's autocast (which promotes grid
+//! sampling to float32): a 16-bit grid would misplace samples by up to 0.1 pixel.
 
 use tch::{Kind, Tensor};
 
@@ -25,13 +30,23 @@ pub struct Warped {
 /// Identity coordinates (D, H, W, 3) in [-1, 1], ordered (x, y, z) = (w, h, d).
 pub fn coordinate_grid(d: i64, h: i64, w: i64, like: &Tensor) -> Tensor {
     let axis = |n: i64| {
-        let i = Tensor::arange(n, (Kind::Float, like.device()));
+        let i = Tensor::arange(n, (like.kind(), like.device()));
         i / (n - 1) as f64 * 2.0 - 1.0
     };
     let x = axis(w).view([1, 1, w, 1]).expand([d, h, w, 1], false);
     let y = axis(h).view([1, h, 1, 1]).expand([d, h, w, 1], false);
     let z = axis(d).view([d, 1, 1, 1]).expand([d, h, w, 1], false);
     Tensor::cat(&[x, y, z], 3)
+}
+
+/// A 2x2 average pool over height and width of a (B, C, D, H, W) volume, as a 2-D pool
+/// of the depth slices (the same numbers as `avg_pool3d` with a (1, 2, 2) kernel, which
+/// libtorch's CPU backend lacks for 16-bit kinds).
+fn pool_height_width(x: &Tensor) -> Tensor {
+    let (b, c, d, h, w) = x.size5().expect("5-D");
+    x.view([b, c * d, h, w])
+        .avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None)
+        .view([b, c, d, h / 2, w / 2])
 }
 
 /// Gaussian heatmaps (B, K, D, H, W) of keypoints (B, K, 3), variance 0.01.
@@ -112,14 +127,7 @@ impl Hourglass {
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut skips = vec![x.shallow_clone()];
         for block in &self.down {
-            let y = block.forward(skips.last().expect("non-empty")).avg_pool3d(
-                [1, 2, 2],
-                [1, 2, 2],
-                [0, 0, 0],
-                false,
-                true,
-                None,
-            );
+            let y = pool_height_width(&block.forward(skips.last().expect("non-empty")));
             skips.push(y);
         }
         let mut out = skips.pop().expect("non-empty");
@@ -146,6 +154,8 @@ pub struct WarpingModule {
     dense: DenseMotion,
     third: ConvNormRelu,
     fourth: Conv,
+    /// What the convolutions compute in (see [`super::precision`]).
+    kind: Kind,
 }
 
 impl WarpingModule {
@@ -197,16 +207,23 @@ impl WarpingModule {
             dense,
             third: ConvNormRelu::new(w, "third", c.max_features, channels, &[3, 3], true)?,
             fourth: Conv::new(w, "fourth", channels, channels, ConvSpec::new(&[1, 1], 0))?,
+            kind: w.compute_kind(),
         })
     }
 
     /// Warps `feature` (B, C, D, H, W) from the source keypoints to the driving ones
-    /// (each (B, K, 3)).
+    /// (each (B, K, 3)). Float32 in, float32 out.
     pub fn forward(&self, feature: &Tensor, kp_driving: &Tensor, kp_source: &Tensor) -> Warped {
         let dm = &self.dense;
+        let kind = self.kind;
+        let feature = &feature.to_kind(Kind::Float);
         let (b, _, d, h, w) = feature.size5().expect("5-D feature volume");
         let k = dm.num_kp;
-        let compressed = dm.norm.forward(&dm.compress.forward(feature)).relu();
+        let compressed = dm
+            .norm
+            .forward(&dm.compress.forward(&feature.to_kind(kind)))
+            .relu()
+            .to_kind(Kind::Float);
         let c = compressed.size()[1];
 
         // Sparse motions: identity for the background, then one translation per keypoint.
@@ -234,7 +251,7 @@ impl WarpingModule {
         )
         .unsqueeze(2);
         let input = Tensor::cat(&[heat, deformed], 2).view([b, -1, d, h, w]);
-        let prediction = dm.hourglass.forward(&input);
+        let prediction = dm.hourglass.forward(&input.to_kind(kind));
 
         let mask = dm
             .mask
@@ -246,14 +263,21 @@ impl WarpingModule {
             .permute([0, 2, 3, 4, 1]);
         let occlusion = dm.occlusion.as_ref().map(|conv| {
             let (pb, _, _, ph, pw) = prediction.size5().expect("5-D");
-            conv.forward(&prediction.view([pb, -1, ph, pw])).sigmoid()
+            conv.forward(&prediction.view([pb, -1, ph, pw]))
+                .to_kind(Kind::Float)
+                .sigmoid()
         });
 
         let warped = feature.grid_sampler(&deformation, 0, 0, false);
         let (wb, wc, wd, wh, ww) = warped.size5().expect("5-D");
         let out = self
             .fourth
-            .forward(&self.third.forward(&warped.view([wb, wc * wd, wh, ww])));
+            .forward(
+                &self
+                    .third
+                    .forward(&warped.view([wb, wc * wd, wh, ww]).to_kind(kind)),
+            )
+            .to_kind(Kind::Float);
         let out = match &occlusion {
             Some(map) => out * map,
             None => out,

@@ -53,6 +53,9 @@ pub struct Weights {
     tensors: Option<BTreeMap<String, Tensor>>,
     used: BTreeSet<String>,
     recorded: Vec<(String, Vec<i64>)>,
+    /// The kind of the weights that convolutions and linear layers compute with
+    /// ([`Weights::take_compute`]); float32 unless a reduced precision was asked for.
+    compute_kind: Kind,
 }
 
 impl Weights {
@@ -83,6 +86,7 @@ impl Weights {
             tensors: Some(tensors.into_iter().collect()),
             used: BTreeSet::new(),
             recorded: Vec::new(),
+            compute_kind: Kind::Float,
         }
     }
 
@@ -95,7 +99,18 @@ impl Weights {
             tensors: None,
             used: BTreeSet::new(),
             recorded: Vec::new(),
+            compute_kind: Kind::Float,
         }
+    }
+
+    /// Convolution and linear weights taken from here on come in `kind`.
+    pub fn with_compute_kind(mut self, kind: Kind) -> Self {
+        self.compute_kind = kind;
+        self
+    }
+
+    pub fn compute_kind(&self) -> Kind {
+        self.compute_kind
     }
 
     /// Where the tensors go.
@@ -111,6 +126,13 @@ impl Weights {
     pub fn take(&mut self, key: &str, shape: &[i64]) -> Result<Tensor, WeightsError> {
         let tensor = self.take_checked(key, shape, Kind::Float, "a floating-point tensor")?;
         Ok(tensor.to_kind(Kind::Float).to_device(self.device))
+    }
+
+    /// Like [`Weights::take`], in the compute kind: the weights of the layers that run
+    /// in reduced precision when one is asked for.
+    pub fn take_compute(&mut self, key: &str, shape: &[i64]) -> Result<Tensor, WeightsError> {
+        let kind = self.compute_kind;
+        Ok(self.take(key, shape)?.to_kind(kind))
     }
 
     /// The boolean tensor `key` (a mask buffer), which must have `shape`, on the device.

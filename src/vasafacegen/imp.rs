@@ -55,6 +55,7 @@ use crate::engine::{
     SourcePreparer,
 };
 use crate::face::{FaceBox, FaceError};
+use crate::liveportrait::Precision;
 use crate::portrait::PortraitError;
 use crate::render::crop::{CropSettings, DEFAULT_CROP_OFFSET_Y, DEFAULT_CROP_SCALE};
 use crate::render::pack::{PixelLayout, pack_frame};
@@ -70,6 +71,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_MODEL: &str = "builtin";
 const DEFAULT_DEVICE: &str = "auto";
+const DEFAULT_PRECISION: &str = "float32";
 const DEFAULT_SEED: u64 = 0;
 const DEFAULT_LATENCY_MS: u32 = 100;
 const DEFAULT_HEAD_MOTION: f64 = 1.0;
@@ -103,6 +105,7 @@ struct Settings {
     face_box: Option<String>,
     model: String,
     device: String,
+    precision: String,
     seed: u64,
     latency_ms: u32,
     head_motion: f64,
@@ -120,6 +123,7 @@ impl Default for Settings {
             face_box: None,
             model: DEFAULT_MODEL.to_owned(),
             device: DEFAULT_DEVICE.to_owned(),
+            precision: DEFAULT_PRECISION.to_owned(),
             seed: DEFAULT_SEED,
             latency_ms: DEFAULT_LATENCY_MS,
             head_motion: DEFAULT_HEAD_MOTION,
@@ -517,6 +521,18 @@ impl ObjectImpl for VasaFaceGen {
                     .default_value(Some(DEFAULT_DEVICE))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("precision")
+                    .nick("Neural precision")
+                    .blurb(
+                        "Number format of the neural renderer's networks (LivePortrait): \
+                         \"float32\" (as trained), \"bfloat16\" (faster on CPUs with AVX-512 \
+                         BF16 and on recent GPUs, slightly less exact) or \"float16\" (CUDA \
+                         only; what the reference uses on a GPU). The builtin engine and the \
+                         motion generator always use float32",
+                    )
+                    .default_value(Some(DEFAULT_PRECISION))
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("active-device")
                     .nick("Active device")
                     .blurb("The device in use (\"cpu\", \"cuda:0\", ...), known from READY on")
@@ -690,6 +706,17 @@ impl ObjectImpl for VasaFaceGen {
                 }
                 lock(&self.settings).device = device;
             }
+            "precision" => {
+                let precision = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_else(|| DEFAULT_PRECISION.to_owned());
+                // Checked again in NULL->READY, which fails with an element error.
+                if let Err(err) = precision.parse::<Precision>() {
+                    gst::warning!(CAT, imp = self, "{err}");
+                }
+                lock(&self.settings).precision = precision;
+            }
             "seed" => lock(&self.settings).seed = value.get().expect("type checked upstream"),
             "head-motion" => {
                 lock(&self.settings).head_motion = value.get().expect("type checked upstream");
@@ -729,6 +756,7 @@ impl ObjectImpl for VasaFaceGen {
             "face-box" => lock(&self.settings).face_box.to_value(),
             "model" => lock(&self.settings).model.to_value(),
             "device" => lock(&self.settings).device.to_value(),
+            "precision" => lock(&self.settings).precision.to_value(),
             "active-device" => lock(&self.active_device).to_value(),
             "seed" => lock(&self.settings).seed.to_value(),
             "latency" => lock(&self.settings).latency_ms.to_value(),
@@ -877,12 +905,16 @@ impl VasaFaceGen {
             settings.device,
             device_name(device)
         );
+        let precision = settings.precision.parse::<Precision>().map_err(|err| {
+            gst::element_imp_error!(self, gst::ResourceError::Settings, ("{err}"));
+            gst::StateChangeError
+        })?;
         self.progress(
             gst::ProgressType::Start,
             "engine",
             "Loading the animation engine",
         );
-        let engine = engine::create(&settings.model, device).map_err(|err| {
+        let engine = engine::create(&settings.model, device, precision).map_err(|err| {
             self.progress(
                 gst::ProgressType::Error,
                 "engine",
