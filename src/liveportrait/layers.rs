@@ -58,7 +58,7 @@ impl Conv {
         cout: i64,
         spec: ConvSpec<'_>,
     ) -> Result<Self> {
-        let weight = w.take_compute(&format!("{key}.weight"), &spec.weight_shape(cin, cout))?;
+        let weight = w.take(&format!("{key}.weight"), &spec.weight_shape(cin, cout))?;
         Self::with_weight(w, key, weight, cout, spec)
     }
 

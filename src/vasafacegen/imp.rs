@@ -35,7 +35,8 @@
 //! the builtin motion drawn by LivePortrait's networks; with JoyVASA's motion generator
 //! in the bundle too, motion generated from the audio by its diffusion transformer
 //! (`cfg-scale`, `sampling-steps`, `expression-scale`). The face is cropped by
-//! `crop-scale` and `crop-offset-y`.
+//! `crop-scale` and `crop-offset-y`; `precision` picks the number format the
+//! LivePortrait networks compute in (float16 only on CUDA).
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -147,6 +148,14 @@ impl Settings {
             offset_y: self.crop_offset_y as f32,
         }
     }
+}
+
+/// A string property's new value; unset (NULL) means its default.
+fn string_or(value: &glib::Value, default: &str) -> String {
+    value
+        .get::<Option<String>>()
+        .expect("type checked upstream")
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// What the sink side hands to the src task, in stream order.
@@ -689,16 +698,10 @@ impl ObjectImpl for VasaFaceGen {
                 self.portrait_hints_changed();
             }
             "model" => {
-                lock(&self.settings).model = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
+                lock(&self.settings).model = string_or(value, DEFAULT_MODEL);
             }
             "device" => {
-                let device = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_else(|| DEFAULT_DEVICE.to_owned());
+                let device = string_or(value, DEFAULT_DEVICE);
                 // Checked again (against the GPUs present) in NULL->READY, which fails with
                 // an element error; a warning now helps gst-launch users find the typo.
                 if let Err(err) = device.parse::<DeviceRequest>() {
@@ -707,10 +710,7 @@ impl ObjectImpl for VasaFaceGen {
                 lock(&self.settings).device = device;
             }
             "precision" => {
-                let precision = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_else(|| DEFAULT_PRECISION.to_owned());
+                let precision = string_or(value, DEFAULT_PRECISION);
                 // Checked again in NULL->READY, which fails with an element error.
                 if let Err(err) = precision.parse::<Precision>() {
                     gst::warning!(CAT, imp = self, "{err}");
