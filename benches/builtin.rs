@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gstvasafacegen::engine::builtin::BuiltinEngine;
-use gstvasafacegen::engine::builtin::mouth::MouthModel;
-use gstvasafacegen::engine::{AudioWindow, Engine, FrameSize, Motion, SourceHints};
+use gstvasafacegen::core::{FaceMotion, FrameRate, FrameSize, FrameSpan, Motion, SampleStore};
+use gstvasafacegen::engine::{Engine, EngineSpec};
+use gstvasafacegen::models::mouth::MouthModel;
 use gstvasafacegen::portrait::Portrait;
-use gstvasafacegen::timeline::FrameRate;
+use gstvasafacegen::render::SourceHints;
 use tch::Device;
 
 fn speech() -> Vec<f32> {
@@ -43,7 +43,7 @@ fn builtin(c: &mut Criterion) {
         })
     });
 
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
+    let mut engine = Engine::new(&EngineSpec::builtin(Device::Cpu)).unwrap();
     let portrait = Portrait::load(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/assets/astronaut.png"
@@ -57,7 +57,7 @@ fn builtin(c: &mut Criterion) {
         width: 512,
         height: 512,
     };
-    let motion = Motion {
+    let motion = Motion::Face(FaceMotion {
         mouth_open: 0.7,
         mouth_width: 0.2,
         blink_left: 0.5,
@@ -65,8 +65,8 @@ fn builtin(c: &mut Criterion) {
         yaw: 0.04,
         roll: -0.03,
         shift_x: 0.02,
-        ..Motion::default()
-    };
+        ..FaceMotion::default()
+    });
     let _warm_up = engine.render(&motion, &source, size).unwrap();
     group.bench_function("render_per_frame_512x512_cpu", |b| {
         b.iter(|| engine.render(&motion, &source, size).unwrap())
@@ -90,29 +90,14 @@ fn builtin(c: &mut Criterion) {
     // Motion and rendering together, as the element runs them for each frame.
     let rate = FrameRate::new(25, 1).unwrap();
     let history = engine.history_samples();
+    let store = SampleStore::from_clip(&samples);
     let mut n = 0u64;
     let mut window = Vec::new();
     group.bench_function("generation_per_frame_512x512_cpu", |b| {
         b.iter(|| {
             n = (n + 1) % 380;
-            let start = rate.frame_start_sample(n) as i64;
-            window.clear();
-            window.extend((start - history as i64..start + 640 + 1600).map(|i| {
-                if i >= 0 && (i as usize) < samples.len() {
-                    samples[i as usize]
-                } else {
-                    0.0
-                }
-            }));
-            let motion = engine
-                .motion(&AudioWindow {
-                    samples: &window,
-                    frame_start: history,
-                    frame_len: 640,
-                    frame_index: n,
-                    rate,
-                })
-                .unwrap();
+            let audio = store.window(FrameSpan::of(rate, n), history, 1600, &mut window);
+            let motion = engine.motion(&audio).unwrap();
             engine.render(&motion, &source, size).unwrap()
         })
     });

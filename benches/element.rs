@@ -10,10 +10,11 @@ use gst::prelude::*;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use gstvasafacegen::engine::{self, AudioWindow, FrameSize, SourceHints};
+use gstvasafacegen::core::{FrameRate, FrameSize, FrameSpan, Motion, SampleStore};
+use gstvasafacegen::engine::{Engine, EngineSpec};
 use gstvasafacegen::portrait::Portrait;
 use gstvasafacegen::render::pack::{PixelLayout, pack_frame};
-use gstvasafacegen::timeline::FrameRate;
+use gstvasafacegen::render::{PreparedSource, SourceHints};
 
 const FRAME_SAMPLES: usize = 640; // 40 ms at 16 kHz: one frame at 25 fps
 
@@ -76,11 +77,14 @@ fn element_per_frame(c: &mut Criterion) {
 /// The builtin engine drawing the astronaut at 512x512 from the speech-like signal, one
 /// frame after another, as the element would drive it.
 struct EngineFrames {
-    engine: Box<dyn engine::Engine>,
-    source: engine::PreparedSource,
+    engine: Engine,
+    source: PreparedSource,
     rate: FrameRate,
     history: usize,
     frame_index: u64,
+    /// The speech-like signal heard so far, and a buffer for windows of it.
+    audio: SampleStore,
+    window: Vec<f32>,
 }
 
 const SIZE: FrameSize = FrameSize {
@@ -90,7 +94,7 @@ const SIZE: FrameSize = FrameSize {
 
 impl EngineFrames {
     fn new() -> Self {
-        let engine = engine::create("builtin", tch::Device::Cpu, Default::default()).unwrap();
+        let engine = Engine::new(&EngineSpec::builtin(tch::Device::Cpu)).unwrap();
         let source = engine
             .source_preparer()
             .prepare(
@@ -105,27 +109,25 @@ impl EngineFrames {
             rate: FrameRate::new(25, 1).unwrap(),
             history,
             frame_index: 0,
+            audio: SampleStore::default(),
+            window: Vec::new(),
         }
     }
 
     /// Motion and render of the next frame.
     fn next_frame(&mut self) -> tch::Tensor {
-        let audio: Vec<f32> = speechlike(
-            self.history + FRAME_SAMPLES,
-            self.frame_index as usize * FRAME_SAMPLES,
-        )
-        .iter()
-        .map(|&s| f32::from(s) / 32768.0)
-        .collect();
-        let window = AudioWindow {
-            samples: &audio,
-            frame_start: self.history,
-            frame_len: FRAME_SAMPLES,
-            frame_index: self.frame_index,
-            rate: self.rate,
-        };
+        let frame = FrameSpan::of(self.rate, self.frame_index);
+        let heard = self.audio.received() as usize;
+        let more: Vec<f32> = speechlike(frame.end as usize - heard, heard)
+            .iter()
+            .map(|&s| f32::from(s) / 32768.0)
+            .collect();
+        self.audio.extend(&more);
+        let window = self.audio.window(frame, self.history, 0, &mut self.window);
         self.frame_index += 1;
         let motion = self.engine.motion(&window).unwrap();
+        self.audio
+            .discard_before(frame.end.saturating_sub(self.history as u64));
         self.engine.render(&motion, &self.source, SIZE).unwrap()
     }
 }
@@ -140,7 +142,7 @@ fn engine_per_frame(c: &mut Criterion) {
     });
     let frame = frames
         .engine
-        .render(&engine::Motion::neutral(), &frames.source, SIZE)
+        .render(&Motion::neutral(), &frames.source, SIZE)
         .unwrap();
     group.bench_function("pack_only_512x512_rgba_cpu", |b| {
         b.iter(|| pack_frame(&frame, PixelLayout::Rgba, &mut packed, 512 * 4).unwrap())

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gstvasafacegen::joyvasa::{
+use gstvasafacegen::models::joyvasa::{
     HubertConfig, JoyVasaConfig, MotionGenerator, MotionTemplate, PositionalEncoding,
 };
-use gstvasafacegen::liveportrait::weights::Weights;
+use gstvasafacegen::nn::Weights;
 use tch::{Device, Kind, Tensor};
 
 const TRAINED_STEPS: usize = 500;

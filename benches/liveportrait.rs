@@ -12,12 +12,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gstvasafacegen::engine::liveportrait::LivePortraitEngine;
-use gstvasafacegen::engine::{Engine, FrameSize, Motion, SourceHints};
-use gstvasafacegen::liveportrait::{
-    BUNDLE_FORMAT, BUNDLE_VERSION, COMPONENTS, LivePortrait, LivePortraitConfig, Precision,
-};
+use gstvasafacegen::bundle::{self, Bundle};
+use gstvasafacegen::core::{FaceMotion, FrameSize, Motion, Precision};
+use gstvasafacegen::models::liveportrait::{COMPONENTS, LivePortrait, LivePortraitConfig};
 use gstvasafacegen::portrait::Portrait;
+use gstvasafacegen::render::liveportrait::LivePortraitRenderer;
+use gstvasafacegen::render::{Renderer, SourceHints};
 use tch::{Device, Kind, Tensor};
 
 fn device() -> Device {
@@ -67,10 +67,9 @@ fn random_bundle(config: &LivePortraitConfig, dir: &Path) {
         components.insert(name.into(), file.into());
     }
     let manifest = serde_json::json!({
-        "format": BUNDLE_FORMAT,
-        "version": BUNDLE_VERSION,
-        "components": components,
-        "liveportrait_config": config,
+        "format": bundle::FORMAT,
+        "version": bundle::VERSION,
+        "renderers": {"liveportrait": {"config": config, "components": components}},
     });
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
 }
@@ -106,7 +105,8 @@ fn bench_size(c: &mut Criterion, label: &str, config: &LivePortraitConfig) {
     group.measurement_time(Duration::from_secs(10));
     group.warm_up_time(Duration::from_secs(2));
 
-    let mut engine = LivePortraitEngine::new(dir.path(), device, precision).unwrap();
+    let mut engine =
+        LivePortraitRenderer::new(&Bundle::open(dir.path()).unwrap(), device, precision).unwrap();
     let model = engine.model().clone();
     let _no_grad = tch::no_grad_guard();
     let crop = Tensor::rand([1, 3, 256, 256], (Kind::Float, device));
@@ -171,13 +171,13 @@ fn bench_size(c: &mut Criterion, label: &str, config: &LivePortraitConfig) {
         width: 512,
         height: 512,
     };
-    let motion = Motion {
+    let motion = Motion::Face(FaceMotion {
         mouth_open: 0.4,
         yaw: 0.05,
         blink_left: 0.5,
         blink_right: 0.5,
-        ..Motion::neutral()
-    };
+        ..FaceMotion::default()
+    });
     group.bench_function("whole_frame_512x512", |b| {
         b.iter(|| {
             let out = engine.render(&motion, &source, size).unwrap();

@@ -5,11 +5,11 @@
 
 use std::process::ExitCode;
 
-use gstvasafacegen::engine::liveportrait::INPUT_SIZE;
 use gstvasafacegen::face;
 use gstvasafacegen::portrait::Portrait;
 use gstvasafacegen::render::crop::{CropSettings, CropWindow};
 use gstvasafacegen::render::fit;
+use gstvasafacegen::render::liveportrait::INPUT_SIZE;
 use tch::{Device, Kind};
 
 fn main() -> ExitCode {

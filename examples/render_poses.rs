@@ -2,14 +2,15 @@
 //!
 //! cargo run --release --example render_poses -- portrait.png sheet.png [zoom]
 
-use gstvasafacegen::engine::builtin::BuiltinEngine;
-use gstvasafacegen::engine::{Engine, FrameSize, Motion, SourceHints};
+use gstvasafacegen::core::{FaceMotion, FrameSize, Motion};
 use gstvasafacegen::portrait::Portrait;
+use gstvasafacegen::render::warp::WarpRenderer;
+use gstvasafacegen::render::{Renderer, SourceHints};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let portrait = Portrait::load(args[1].as_ref()).expect("portrait");
-    let mut engine = BuiltinEngine::new(tch::Device::Cpu).expect("engine");
+    let mut engine = WarpRenderer::new(tch::Device::Cpu);
     let source = engine
         .source_preparer()
         .prepare(portrait, &SourceHints::default())
@@ -20,120 +21,120 @@ fn main() {
     };
     let rest = engine.rig(&source, size).unwrap().rest_mouth_open();
     let layout = source.face.layout;
-    let poses: Vec<(&str, Motion)> = vec![
+    let poses: Vec<(&str, FaceMotion)> = vec![
         (
             "photo (rest)",
-            Motion {
+            FaceMotion {
                 mouth_open: rest,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
-        ("closed", Motion::default()),
+        ("closed", FaceMotion::default()),
         (
             "open 0.4",
-            Motion {
+            FaceMotion {
                 mouth_open: 0.4,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "open 0.7",
-            Motion {
+            FaceMotion {
                 mouth_open: 0.7,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "open 1.0",
-            Motion {
+            FaceMotion {
                 mouth_open: 1.0,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "spread",
-            Motion {
+            FaceMotion {
                 mouth_open: 0.3,
                 mouth_width: 1.0,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "round",
-            Motion {
+            FaceMotion {
                 mouth_open: 0.35,
                 mouth_round: 1.0,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "blink 0.5",
-            Motion {
+            FaceMotion {
                 mouth_open: rest,
                 blink_left: 0.5,
                 blink_right: 0.5,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "blink 1",
-            Motion {
+            FaceMotion {
                 mouth_open: rest,
                 blink_left: 1.0,
                 blink_right: 1.0,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "brows",
-            Motion {
+            FaceMotion {
                 mouth_open: rest,
                 brow_raise: 1.0,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "yaw +",
-            Motion {
+            FaceMotion {
                 mouth_open: rest,
                 yaw: 0.1,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "pitch +",
-            Motion {
+            FaceMotion {
                 mouth_open: rest,
                 pitch: 0.1,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "roll +",
-            Motion {
+            FaceMotion {
                 mouth_open: rest,
                 roll: 0.08,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "shift",
-            Motion {
+            FaceMotion {
                 mouth_open: rest,
                 shift_x: 0.08,
                 shift_y: 0.05,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
         (
             "talk mix",
-            Motion {
+            FaceMotion {
                 mouth_open: 0.6,
                 blink_right: 1.0,
                 yaw: -0.06,
                 roll: -0.05,
                 brow_raise: 0.5,
-                ..Motion::default()
+                ..FaceMotion::default()
             },
         ),
     ];
@@ -148,7 +149,9 @@ fn main() {
     let mut sheet = image::RgbImage::new(cols * side * zoom, rows * side * zoom);
     for (i, (name, motion)) in poses.iter().enumerate() {
         let t0 = std::time::Instant::now();
-        let frame = engine.render(motion, &source, size).expect("render");
+        let frame = engine
+            .render(&Motion::Face(*motion), &source, size)
+            .expect("render");
         eprintln!("{name}: {:?}", t0.elapsed());
         let bytes = Vec::<u8>::try_from(
             (frame * 255.0 + 0.5)

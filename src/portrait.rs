@@ -61,6 +61,21 @@ pub enum PortraitError {
     TooLarge { path: PathBuf, reason: String },
 }
 
+impl From<PortraitError> for crate::core::Error {
+    fn from(err: PortraitError) -> Self {
+        use crate::core::PortraitProblem;
+        let problem = match &err {
+            PortraitError::NotFound(_) => PortraitProblem::NotFound,
+            PortraitError::Unreadable { .. } => PortraitProblem::Unreadable,
+            _ => PortraitProblem::Format,
+        };
+        Self::Portrait {
+            problem,
+            source: Box::new(err),
+        }
+    }
+}
+
 impl Portrait {
     /// Decodes the file at `path`. Every failure names the file and what is wrong with it.
     pub fn load(path: &Path) -> Result<Self, PortraitError> {

@@ -2,17 +2,22 @@
 //! silence, stable over long runs, and clear about broken weights.
 
 mod common;
+#[path = "../tools/builtin/visemes.rs"]
+mod visemes;
 
 use gst::prelude::*;
-use gstvasafacegen::engine::builtin::BuiltinEngine;
-use gstvasafacegen::engine::builtin::motion::MotionGenerator;
-use gstvasafacegen::engine::builtin::mouth::MouthOutput;
-use gstvasafacegen::engine::builtin::mouth::{MouthModel, MouthModelError};
-use gstvasafacegen::engine::builtin::visemes::{self, Phone};
-use gstvasafacegen::engine::{Engine, FrameSize, Motion, MotionControls, SourceHints, offline};
+use gstvasafacegen::core::{FaceMotion, FrameRate, FrameSize, Motion, MotionControls, level_db};
+use gstvasafacegen::engine::{Engine, EngineSpec, offline};
+use gstvasafacegen::models::mouth::{MouthModel, MouthModelError, MouthOutput};
+use gstvasafacegen::motion::builtin::SpeechAnimator;
 use gstvasafacegen::portrait::Portrait;
-use gstvasafacegen::timeline::FrameRate;
+use gstvasafacegen::render::SourceHints;
 use tch::Device;
+use visemes::Phone;
+
+fn builtin_engine() -> Engine {
+    Engine::new(&EngineSpec::builtin(Device::Cpu)).unwrap()
+}
 
 fn speech() -> Vec<f32> {
     hound::WavReader::open(common::speech_wav())
@@ -70,14 +75,14 @@ fn the_mouth_closes_within_120_ms_of_the_end_of_speech_and_stays_still() {
     let frame = 160;
     let last_voiced = samples
         .chunks(frame)
-        .rposition(|c| gstvasafacegen::engine::builtin::features::level_db(c) > -40.0)
+        .rposition(|c| level_db(c) > -40.0)
         .unwrap()
         * frame
         + frame;
     samples.truncate(last_voiced);
     samples.extend(std::iter::repeat_n(0.0, 16_000 * 2));
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
-    let motions = offline::motions(&mut engine, &samples, rate(), 1600, 0).unwrap();
+    let mut engine = builtin_engine();
+    let motions = offline::face_motions(&mut engine, &samples, rate(), 1600, 0).unwrap();
     let end_frame = (last_voiced as f64 / 640.0).ceil() as usize;
     let spoke = motions[..end_frame]
         .iter()
@@ -107,8 +112,8 @@ fn room_noise_does_not_make_the_lips_quiver() {
             (state as f32 / u32::MAX as f32 * 2.0 - 1.0) * level
         })
         .collect();
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
-    let motions = offline::motions(&mut engine, &noise, rate(), 1600, 0).unwrap();
+    let mut engine = builtin_engine();
+    let motions = offline::face_motions(&mut engine, &noise, rate(), 1600, 0).unwrap();
     let opening: Vec<f32> = motions.iter().map(|m| m.mouth_open).collect();
     let largest = opening.iter().copied().fold(0.0f32, f32::max);
     let jitter: f32 = opening.windows(2).map(|w| (w[1] - w[0]).abs()).sum();
@@ -156,11 +161,11 @@ fn the_lips_follow_a_human_voice() {
     // The model is trained on synthesizers only; these clips are a person reading, with
     // forced phone alignments. Compared inside speech with the opening the phones call
     // for (the training target), and on /p b m/.
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
+    let mut engine = builtin_engine();
     let (mut model, mut target, mut bilabial) = (Vec::new(), Vec::new(), Vec::new());
     for n in ["0870", "0880", "0890", "0920", "0930"] {
         let (samples, phones) = human_clip(&format!("sense_and_sensibility_01_austen_64kb-{n}"));
-        let motions = offline::motions(&mut engine, &samples, rate(), 1600, 0).unwrap();
+        let motions = offline::face_motions(&mut engine, &samples, rate(), 1600, 0).unwrap();
         let times: Vec<f64> = (0..motions.len())
             .map(|i| (i as f64 + 0.5) / 25.0)
             .collect();
@@ -205,9 +210,9 @@ fn the_lips_follow_a_human_voice() {
 #[test]
 fn an_hour_of_audio_leaves_the_face_as_it_was() {
     // One hour of motion, with speech and pauses alternating every few seconds.
-    let mut generator = MotionGenerator::new(9);
+    let mut generator = SpeechAnimator::new(9);
     let mut first = None;
-    let mut last = Motion::default();
+    let mut last = FaceMotion::default();
     let mut extremes = [0.0f32; 5];
     let frames = 3600 * 25;
     for n in 0..frames {
@@ -251,7 +256,7 @@ fn an_hour_of_audio_leaves_the_face_as_it_was() {
     );
     // Frames are drawn from the portrait each time: the same motion after an hour is
     // the same picture.
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
+    let mut engine = builtin_engine();
     let image = image::open(common::astronaut()).unwrap();
     let source = engine
         .source_preparer()
@@ -264,14 +269,12 @@ fn an_hour_of_audio_leaves_the_face_as_it_was() {
         width: 256,
         height: 256,
     };
-    let start = engine
-        .render(&first.unwrap(), &source, size)
-        .unwrap()
-        .copy();
+    let (first, last) = (Motion::Face(first.unwrap()), Motion::Face(last));
+    let start = engine.render(&first, &source, size).unwrap().copy();
     for _ in 0..50 {
         let _ = engine.render(&last, &source, size).unwrap();
     }
-    let again = engine.render(&first.unwrap(), &source, size).unwrap();
+    let again = engine.render(&first, &source, size).unwrap();
     assert!(start.equal(&again));
 }
 
@@ -284,7 +287,7 @@ fn the_head_motion_control_eases_in() {
         voice: 1.0,
         closure: 0.0,
     };
-    let mut generator = MotionGenerator::new(2);
+    let mut generator = SpeechAnimator::new(2);
     let still = MotionControls {
         head_motion: 0.0,
         ..MotionControls::default()

@@ -1,15 +1,18 @@
-//! The JoyVASA engine (a bundle with a motion generator) with the fixture checkpoints
-//! (random weights at reduced size: only the plumbing can be judged): motion windows,
-//! the seed, live lookahead, silence, the element's timing, an MP4 from a pipeline,
-//! shared weights and damaged bundles.
+//! The JoyVASA motion source (a bundle with a motion generator) with the fixture
+//! checkpoints (random weights at reduced size: only the plumbing can be judged): motion
+//! windows, the seed, live lookahead, silence, procedural blinks, the element's timing,
+//! an MP4 from a pipeline, shared weights and damaged bundles.
 
 mod common;
 
 use common::*;
-use gstvasafacegen::engine::joyvasa::{JoyVasaEngine, generator_times_loaded};
-use gstvasafacegen::engine::{AudioWindow, Engine, KeypointMotion, MotionControls};
-use gstvasafacegen::liveportrait::Precision;
-use gstvasafacegen::timeline::FrameRate;
+use gstvasafacegen::bundle::{Bundle, joyvasa_times_loaded};
+use gstvasafacegen::core::{
+    BlinkSource, FrameRate, FrameSpan, KeypointMotion, Motion, MotionControls, SampleStore,
+};
+use gstvasafacegen::engine::{Engine, EngineSpec};
+use gstvasafacegen::motion::joyvasa::JoyVasaMotion;
+use gstvasafacegen::motion::{MotionChoice, MotionSource};
 use tch::Device;
 
 fn floats(samples: &[i16]) -> Vec<f32> {
@@ -20,49 +23,47 @@ fn bundle() -> std::path::PathBuf {
     joyvasa_bundle("bug")
 }
 
-/// Drives `engine` as the element does: frame after frame at `fps`, each with
+/// Drives `source` as the element does: frame after frame at `fps`, each with
 /// `lookahead` samples after it (zeros past the end of `audio`).
 fn drive(
-    engine: &mut JoyVasaEngine,
+    source: &mut JoyVasaMotion,
     audio: &[f32],
     fps: i32,
     lookahead: u64,
 ) -> Vec<KeypointMotion> {
     let rate = FrameRate::new(fps, 1).unwrap();
     let frames = rate.frames_for_samples(audio.len() as u64);
-    let mut window = Vec::new();
+    let store = SampleStore::from_clip(audio);
+    let mut buffer = Vec::new();
     (0..frames)
         .map(|n| {
-            let start = rate.frame_start_sample(n) as usize;
-            let end = rate.frame_start_sample(n + 1) as usize;
-            window.clear();
-            window.extend(
-                (start..end + lookahead as usize).map(|i| audio.get(i).copied().unwrap_or(0.0)),
+            let window = store.window(
+                FrameSpan::of(rate, n),
+                source.history_samples(),
+                lookahead as usize,
+                &mut buffer,
             );
-            let motion = engine
-                .motion(&AudioWindow {
-                    samples: &window,
-                    frame_start: 0,
-                    frame_len: end - start,
-                    frame_index: n,
-                    rate,
-                })
-                .unwrap();
-            motion
-                .keypoints
-                .expect("the JoyVASA engine gives keypoint motion")
+            match source.next(&window).unwrap() {
+                Motion::Keypoints(keypoints) => keypoints,
+                other => panic!("the JoyVASA source gave {:?}", other.kind()),
+            }
         })
         .collect()
 }
 
-fn engine(seed: u64, steps: u32) -> JoyVasaEngine {
-    let mut engine = JoyVasaEngine::new(&bundle(), Device::Cpu, Precision::Float32).unwrap();
-    engine.set_controls(MotionControls {
+fn source_with(seed: u64, steps: u32, blinks: BlinkSource) -> JoyVasaMotion {
+    let mut source =
+        JoyVasaMotion::new(&Bundle::open(&bundle()).unwrap(), Device::Cpu, blinks).unwrap();
+    source.set_controls(&MotionControls {
         sampling_steps: steps,
         ..MotionControls::default()
     });
-    engine.reset(seed);
-    engine
+    source.reset(seed);
+    source
+}
+
+fn engine(seed: u64, steps: u32) -> JoyVasaMotion {
+    source_with(seed, steps, BlinkSource::Auto)
 }
 
 #[test]
@@ -103,8 +104,11 @@ fn motion_windows_are_seeded_and_continuous() {
 #[test]
 fn not_live_asks_for_a_whole_window_live_keeps_the_latency() {
     let e = engine(1, 0);
-    // 4 s windows with the reference's 80 ms pre-pad: 3.88 s after the frame.
-    assert_eq!(e.lookahead_samples(1600, false), 62_080);
+    // A whole window after the frame, less the reference's 80 ms pre-pad (3.88 s with
+    // the official 4 s windows).
+    let config = &e.generator().config;
+    let whole = config.window_samples() - 1280 - config.frame_samples();
+    assert_eq!(e.lookahead_samples(1600, false), whole.max(1600) as u64);
     assert_eq!(e.lookahead_samples(1600, true), 1600);
     assert_eq!(e.lookahead_samples(100_000, false), 100_000);
 }
@@ -143,20 +147,31 @@ fn silence_rests_the_lips_within_120_ms() {
 #[test]
 fn one_copy_of_the_motion_generator_per_bundle_and_device() {
     let bundle = copy_of_bundle(&joyvasa_bundle("bug"));
-    let first = JoyVasaEngine::new(bundle.path(), Device::Cpu, Precision::Float32).unwrap();
-    let second = JoyVasaEngine::new(bundle.path(), Device::Cpu, Precision::Float32).unwrap();
-    assert_eq!(generator_times_loaded(bundle.path(), Device::Cpu), 1);
+    let open = || {
+        JoyVasaMotion::new(
+            &Bundle::open(bundle.path()).unwrap(),
+            Device::Cpu,
+            BlinkSource::Auto,
+        )
+        .unwrap()
+    };
+    let (first, second) = (open(), open());
+    assert!(std::sync::Arc::ptr_eq(
+        first.generator(),
+        second.generator()
+    ));
+    assert_eq!(joyvasa_times_loaded(bundle.path(), Device::Cpu), 1);
     drop((first, second));
 }
 
 #[test]
 fn damaged_or_incomplete_motion_generator_bundles_are_refused_by_name() {
     let copy = || copy_of_bundle(&joyvasa_bundle("bug"));
-    let message = |dir: &std::path::Path| match gstvasafacegen::engine::create(
-        dir.to_str().unwrap(),
+    let message = |dir: &std::path::Path| match Engine::new(&EngineSpec::bundle(
+        dir,
+        MotionChoice::Auto,
         Device::Cpu,
-        Precision::Float32,
-    ) {
+    )) {
         Ok(_) => panic!("a damaged bundle loaded"),
         Err(err) => err.to_string(),
     };

@@ -14,12 +14,14 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use gstvasafacegen::joyvasa::{
-    AudioEncoder, FrameMotion, HubertConfig, JoyVasaConfig, MotionGenerator, PoseSmoother,
-    PositionalEncoding, WindowContext,
+use gstvasafacegen::bundle::Bundle;
+use gstvasafacegen::core::KeypointFrame as FrameMotion;
+use gstvasafacegen::models::joyvasa::{
+    AudioEncoder, HubertConfig, JoyVasaConfig, MotionGenerator, PoseSmoother, PositionalEncoding,
+    WindowContext,
 };
-use gstvasafacegen::liveportrait::stitching::rotation;
-use gstvasafacegen::liveportrait::weights::Weights;
+use gstvasafacegen::models::liveportrait::stitching::rotation;
+use gstvasafacegen::nn::Weights;
 use tch::{Device, Kind, Tensor};
 
 fn fixtures() -> PathBuf {
@@ -36,8 +38,10 @@ fn variant_io(variant: &str) -> HashMap<String, Tensor> {
 
 fn generator(variant: &str) -> MotionGenerator {
     tch::set_num_threads(1);
-    let generator =
-        MotionGenerator::load_bundle(&common::joyvasa_bundle(variant), Device::Cpu).unwrap();
+    let generator = Bundle::open(&common::joyvasa_bundle(variant))
+        .unwrap()
+        .load_joyvasa(Device::Cpu)
+        .unwrap();
     let expected = match variant {
         "fixed" => PositionalEncoding::Fixed,
         _ => PositionalEncoding::Bug,

@@ -1,4 +1,4 @@
-//! The LivePortrait engine (`model=<bundle dir>`) with the fixture bundle (random
+//! The LivePortrait renderer (`model=<bundle dir>`) with the fixture bundle (random
 //! weights at reduced size, so only the plumbing can be judged): the drawn face pasted
 //! into an untouched frame, motion changing the drawing, the element's timing with it,
 //! an MP4 from a pipeline, and one copy of the weights for every user of a bundle.
@@ -9,15 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use gstvasafacegen::engine::liveportrait::{LivePortraitEngine, times_loaded};
-use gstvasafacegen::engine::{Engine, FrameSize, Motion, PreparedSource, SourceHints};
-use gstvasafacegen::liveportrait::Precision;
+use gstvasafacegen::bundle::{Bundle, liveportrait_times_loaded as times_loaded};
+use gstvasafacegen::core::{FaceMotion, FrameSize, Motion, Precision};
 use gstvasafacegen::portrait::Portrait;
 use gstvasafacegen::render::crop::{CropSettings, CropWindow, PasteBack};
 use gstvasafacegen::render::fit;
+use gstvasafacegen::render::liveportrait::LivePortraitRenderer;
+use gstvasafacegen::render::{PreparedSource, Renderer, SourceHints};
 use tch::{Device, Kind};
 
-fn prepared(engine: &LivePortraitEngine) -> PreparedSource {
+fn renderer(bundle: &std::path::Path, precision: Precision) -> LivePortraitRenderer {
+    LivePortraitRenderer::new(&Bundle::open(bundle).unwrap(), Device::Cpu, precision).unwrap()
+}
+
+fn prepared(engine: &LivePortraitRenderer) -> PreparedSource {
     engine
         .source_preparer()
         .prepare(
@@ -29,22 +34,21 @@ fn prepared(engine: &LivePortraitEngine) -> PreparedSource {
 
 #[test]
 fn drawn_face_is_pasted_into_an_untouched_frame_and_moves_with_the_motion() {
-    let mut engine =
-        LivePortraitEngine::new(fixture_bundle(), Device::Cpu, Precision::Float32).unwrap();
+    let mut engine = renderer(fixture_bundle(), Precision::Float32);
     let source = prepared(&engine);
     let size = FrameSize {
         width: 320,
         height: 256,
     };
     let rest = engine.render(&Motion::neutral(), &source, size).unwrap();
-    let talking = Motion {
+    let talking = Motion::Face(FaceMotion {
         mouth_open: 0.6,
         blink_left: 1.0,
         blink_right: 1.0,
         yaw: 0.08,
         shift_y: 0.05,
-        ..Motion::neutral()
-    };
+        ..FaceMotion::default()
+    });
     let moved = engine.render(&talking, &source, size).unwrap();
     assert_eq!(moved.size(), [3, 256, 320]);
     assert!(moved.min().double_value(&[]) >= 0.0 && moved.max().double_value(&[]) <= 1.0);
@@ -83,8 +87,8 @@ fn drawn_face_is_pasted_into_an_untouched_frame_and_moves_with_the_motion() {
 #[test]
 fn one_copy_of_the_weights_per_bundle_and_device() {
     let bundle = copy_of_fixture_bundle();
-    let first = LivePortraitEngine::new(bundle.path(), Device::Cpu, Precision::Float32).unwrap();
-    let second = LivePortraitEngine::new(bundle.path(), Device::Cpu, Precision::Float32).unwrap();
+    let first = renderer(bundle.path(), Precision::Float32);
+    let second = renderer(bundle.path(), Precision::Float32);
     assert!(Arc::ptr_eq(first.model(), second.model()));
     assert_eq!(
         times_loaded(bundle.path(), Device::Cpu, Precision::Float32),
@@ -92,7 +96,7 @@ fn one_copy_of_the_weights_per_bundle_and_device() {
     );
     // Freed when the last user goes; loaded again after that.
     drop((first, second));
-    let third = LivePortraitEngine::new(bundle.path(), Device::Cpu, Precision::Float32).unwrap();
+    let third = renderer(bundle.path(), Precision::Float32);
     assert_eq!(
         times_loaded(bundle.path(), Device::Cpu, Precision::Float32),
         2
@@ -103,9 +107,8 @@ fn one_copy_of_the_weights_per_bundle_and_device() {
 #[test]
 fn a_bfloat16_engine_draws_nearly_the_float32_frame_from_weights_of_its_own() {
     let bundle = copy_of_fixture_bundle();
-    let mut full = LivePortraitEngine::new(bundle.path(), Device::Cpu, Precision::Float32).unwrap();
-    let mut reduced =
-        LivePortraitEngine::new(bundle.path(), Device::Cpu, Precision::BFloat16).unwrap();
+    let mut full = renderer(bundle.path(), Precision::Float32);
+    let mut reduced = renderer(bundle.path(), Precision::BFloat16);
     // A precision is a model of its own: loaded once each, not shared.
     assert!(!Arc::ptr_eq(full.model(), reduced.model()));
     assert_eq!(
@@ -120,11 +123,11 @@ fn a_bfloat16_engine_draws_nearly_the_float32_frame_from_weights_of_its_own() {
         width: 256,
         height: 256,
     };
-    let talking = Motion {
+    let talking = Motion::Face(FaceMotion {
         mouth_open: 0.5,
         yaw: 0.05,
-        ..Motion::neutral()
-    };
+        ..FaceMotion::default()
+    });
     let expected = full.render(&talking, &prepared(&full), size).unwrap();
     let frame = reduced.render(&talking, &prepared(&reduced), size).unwrap();
     assert_eq!(frame.kind(), Kind::Float);

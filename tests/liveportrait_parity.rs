@@ -10,9 +10,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use gstvasafacegen::liveportrait::stitching::{bins_to_degrees, rotation, transform_keypoints};
-use gstvasafacegen::liveportrait::weights::WeightsError;
-use gstvasafacegen::liveportrait::{BundleError, LivePortrait, LivePortraitConfig, Precision};
+use gstvasafacegen::bundle::{Bundle, BundleError};
+use gstvasafacegen::core::Precision;
+use gstvasafacegen::models::liveportrait::stitching::{
+    bins_to_degrees, rotation, transform_keypoints,
+};
+use gstvasafacegen::models::liveportrait::{LivePortrait, LivePortraitConfig};
+use gstvasafacegen::nn::WeightsError;
 use tch::{Device, Tensor};
 
 fn fixtures() -> PathBuf {
@@ -23,10 +27,14 @@ fn bundle() -> &'static Path {
     common::fixture_bundle()
 }
 
+/// The networks of the bundle at `dir`, in `precision`.
+fn load(dir: &Path, precision: Precision) -> Result<LivePortrait, BundleError> {
+    Bundle::open(dir)?.load_liveportrait(Device::Cpu, precision)
+}
+
 fn model() -> LivePortrait {
     tch::set_num_threads(1);
-    LivePortrait::load_bundle(bundle(), Device::Cpu, Precision::Float32)
-        .expect("the fixture bundle loads")
+    load(bundle(), Precision::Float32).expect("the fixture bundle loads")
 }
 
 struct Io(HashMap<String, Tensor>);
@@ -268,42 +276,49 @@ fn broken_bundle(
     let mut tensors = Tensor::read_safetensors(&file).unwrap();
     edit(&mut tensors);
     Tensor::write_safetensors(&tensors, &file).unwrap();
-    let err = LivePortrait::load_bundle(dir.path(), Device::Cpu, Precision::Float32)
-        .err()
-        .expect("refused");
+    let err = load(dir.path(), Precision::Float32).err().expect("refused");
     (dir, err)
 }
 
 #[test]
 fn a_missing_tensor_is_named_with_its_expected_shape() {
+    let key = "G_middle_3.conv_1.weight_orig";
+    let mut shape = None;
     let (_d, err) = broken_bundle("spade_generator", |t| {
-        t.retain(|(k, _)| k != "G_middle_3.conv_1.weight_orig")
+        shape = t.iter().find(|(k, _)| k == key).map(|(_, v)| v.size());
+        t.retain(|(k, _)| k != key)
     });
+    let shape = format!(
+        "{:?}",
+        shape.expect("the fixture's generator has the tensor")
+    );
     let text = err.to_string();
     assert!(
         matches!(err, BundleError::Weights(WeightsError::Missing { .. })),
         "{text}"
     );
     assert!(
-        text.contains("spade_generator.safetensors")
-            && text.contains("G_middle_3.conv_1.weight_orig")
-            && text.contains("[16, 16, 3, 3]"),
+        text.contains("spade_generator.safetensors") && text.contains(key) && text.contains(&shape),
         "{text}"
     );
 }
 
 #[test]
 fn a_misshapen_tensor_is_named_with_both_shapes() {
+    let mut length = 0;
     let (_d, err) = broken_bundle("motion_extractor", |t| {
         for (k, v) in t.iter_mut() {
             if k == "detector.fc_exp.bias" {
-                *v = Tensor::zeros([60], (tch::Kind::Float, Device::Cpu));
+                length = v.size()[0];
+                *v = Tensor::zeros([length - 3], (tch::Kind::Float, Device::Cpu));
             }
         }
     });
     let text = err.to_string();
     assert!(
-        text.contains("detector.fc_exp.bias") && text.contains("[63]") && text.contains("[60]"),
+        text.contains("detector.fc_exp.bias")
+            && text.contains(&format!("[{length}]"))
+            && text.contains(&format!("[{}]", length - 3)),
         "{text}"
     );
 }
@@ -329,9 +344,7 @@ fn a_truncated_weight_file_is_refused_by_name() {
     let file = dir.path().join("warping_module.safetensors");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
-    let err = LivePortrait::load_bundle(dir.path(), Device::Cpu, Precision::Float32)
-        .err()
-        .expect("refused");
+    let err = load(dir.path(), Precision::Float32).err().expect("refused");
     assert!(
         err.to_string().contains("warping_module.safetensors"),
         "{err}"
@@ -396,8 +409,7 @@ fn check_loosely(name: &str, actual: &Tensor, max: f64, mean: f64) {
 fn whole_chain_in_bfloat16_within_the_looser_tolerance() {
     let _g = no_grad();
     tch::set_num_threads(1);
-    let lp = &LivePortrait::load_bundle(bundle(), Device::Cpu, Precision::BFloat16)
-        .expect("the fixture bundle loads in bfloat16");
+    let lp = &load(bundle(), Precision::BFloat16).expect("the fixture bundle loads in bfloat16");
     let image = stored("source_image");
     let f_s = lp.appearance.forward(&image);
     assert_eq!(f_s.kind(), tch::Kind::Float, "networks hand back float32");
@@ -440,8 +452,7 @@ fn whole_chain_in_bfloat16_within_the_looser_tolerance() {
 fn appearance_and_keypoints_in_float16_within_the_looser_tolerance() {
     let _g = no_grad();
     tch::set_num_threads(1);
-    let lp = &LivePortrait::load_bundle(bundle(), Device::Cpu, Precision::Float16)
-        .expect("the fixture bundle loads in float16");
+    let lp = &load(bundle(), Precision::Float16).expect("the fixture bundle loads in float16");
     let image = stored("source_image");
     check_loosely("f_s", &lp.appearance.forward(&image), 1e-3, 1.5e-4);
     check_loosely("x_s", &lp.keypoint_info(&image).keypoints(), 1.5e-3, 4e-4);

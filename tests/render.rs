@@ -2,18 +2,40 @@
 
 mod common;
 
-use gstvasafacegen::engine::builtin::BuiltinEngine;
-use gstvasafacegen::engine::{Engine, FrameSize, Motion, PreparedSource, SourceHints};
+use gstvasafacegen::core::{Error, FaceMotion, FrameSize, Motion};
 use gstvasafacegen::portrait::Portrait;
 use gstvasafacegen::render::fit::{self, Placement};
+use gstvasafacegen::render::warp::WarpRenderer;
+use gstvasafacegen::render::{PreparedSource, Renderer, SourceHints};
 use tch::{Device, Kind, Tensor};
+
+/// Drawing face parameters, the kind of motion this renderer takes.
+trait DrawFace {
+    fn draw(
+        &mut self,
+        motion: &FaceMotion,
+        source: &PreparedSource,
+        size: FrameSize,
+    ) -> Result<Tensor, Error>;
+}
+
+impl DrawFace for WarpRenderer {
+    fn draw(
+        &mut self,
+        motion: &FaceMotion,
+        source: &PreparedSource,
+        size: FrameSize,
+    ) -> Result<Tensor, Error> {
+        self.render(&Motion::Face(*motion), source, size)
+    }
+}
 
 const SIZE: FrameSize = FrameSize {
     width: 512,
     height: 512,
 };
 
-fn prepared(engine: &BuiltinEngine, image: &image::DynamicImage) -> PreparedSource {
+fn prepared(engine: &WarpRenderer, image: &image::DynamicImage) -> PreparedSource {
     engine
         .source_preparer()
         .prepare(
@@ -34,10 +56,10 @@ fn fitted(source: &PreparedSource, size: FrameSize) -> Tensor {
     .unwrap()
 }
 
-fn rest(engine: &mut BuiltinEngine, source: &PreparedSource, size: FrameSize) -> Motion {
-    Motion {
+fn rest(engine: &mut WarpRenderer, source: &PreparedSource, size: FrameSize) -> FaceMotion {
+    FaceMotion {
         mouth_open: engine.rig(source, size).unwrap().rest_mouth_open(),
-        ..Motion::default()
+        ..FaceMotion::default()
     }
 }
 
@@ -47,10 +69,10 @@ fn astronaut() -> image::DynamicImage {
 
 #[test]
 fn the_rest_pose_is_the_portrait() {
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
+    let mut engine = WarpRenderer::new(Device::Cpu);
     let source = prepared(&engine, &astronaut());
     let motion = rest(&mut engine, &source, SIZE);
-    let frame = engine.render(&motion, &source, SIZE).unwrap();
+    let frame = engine.draw(&motion, &source, SIZE).unwrap();
     let diff = (&frame - fitted(&source, SIZE))
         .abs()
         .max()
@@ -63,18 +85,18 @@ fn the_rest_pose_is_the_portrait() {
 
 #[test]
 fn frames_are_deterministic() {
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
+    let mut engine = WarpRenderer::new(Device::Cpu);
     let source = prepared(&engine, &astronaut());
-    let motion = Motion {
+    let motion = FaceMotion {
         mouth_open: 0.8,
         mouth_round: 0.3,
         blink_left: 0.6,
         yaw: 0.05,
         roll: -0.04,
-        ..Motion::default()
+        ..FaceMotion::default()
     };
-    let a = engine.render(&motion, &source, SIZE).unwrap();
-    let b = engine.render(&motion, &source, SIZE).unwrap();
+    let a = engine.draw(&motion, &source, SIZE).unwrap();
+    let b = engine.draw(&motion, &source, SIZE).unwrap();
     assert!(a.equal(&b));
 }
 
@@ -97,14 +119,14 @@ fn outside_the_face_and_neck_nothing_moves() {
     let mut canvas = image::RgbaImage::from_pixel(1600, 1600, image::Rgba([60, 90, 120, 255]));
     image::imageops::overlay(&mut canvas, &astronaut().to_rgba8(), 900, 700);
     let image = image::DynamicImage::ImageRgba8(canvas);
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
+    let mut engine = WarpRenderer::new(Device::Cpu);
     let source = prepared(&engine, &image);
     let size = FrameSize {
         width: 1024,
         height: 1024,
     };
     let reference = fitted(&source, size);
-    let strong = Motion {
+    let strong = FaceMotion {
         mouth_open: 1.0,
         mouth_width: 1.0,
         blink_left: 1.0,
@@ -115,9 +137,9 @@ fn outside_the_face_and_neck_nothing_moves() {
         roll: 0.1,
         shift_x: 0.1,
         shift_y: -0.1,
-        ..Motion::default()
+        ..FaceMotion::default()
     };
-    let frame = engine.render(&strong, &source, size).unwrap();
+    let frame = engine.draw(&strong, &source, size).unwrap();
     let changed = changed_pixels(&frame, &reference);
     assert!(
         changed.len() > 500,
@@ -142,7 +164,7 @@ fn outside_the_face_and_neck_nothing_moves() {
 
 #[test]
 fn opening_the_mouth_shows_a_dark_cavity_and_closing_covers_the_teeth() {
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
+    let mut engine = WarpRenderer::new(Device::Cpu);
     let source = prepared(&engine, &astronaut());
     let layout = source.face.layout;
     // The mouth region, just below the portrait's lip line.
@@ -155,13 +177,13 @@ fn opening_the_mouth_shows_a_dark_cavity_and_closing_covers_the_teeth() {
             .double_value(&[])
     };
     let rest_motion = rest(&mut engine, &source, SIZE);
-    let rest_level = region(&engine.render(&rest_motion, &source, SIZE).unwrap());
+    let rest_level = region(&engine.draw(&rest_motion, &source, SIZE).unwrap());
     let open = region(
         &engine
-            .render(
-                &Motion {
+            .draw(
+                &FaceMotion {
                     mouth_open: 1.0,
-                    ..Motion::default()
+                    ..FaceMotion::default()
                 },
                 &source,
                 SIZE,
@@ -178,8 +200,8 @@ fn opening_the_mouth_shows_a_dark_cavity_and_closing_covers_the_teeth() {
             .max()
             .double_value(&[])
     };
-    let closed = engine.render(&Motion::default(), &source, SIZE).unwrap();
-    let rest_frame = engine.render(&rest_motion, &source, SIZE).unwrap();
+    let closed = engine.draw(&FaceMotion::default(), &source, SIZE).unwrap();
+    let rest_frame = engine.draw(&rest_motion, &source, SIZE).unwrap();
     assert!(
         teeth(&closed) < teeth(&rest_frame) - 0.08,
         "{} vs {}",
@@ -190,7 +212,7 @@ fn opening_the_mouth_shows_a_dark_cavity_and_closing_covers_the_teeth() {
 
 #[test]
 fn a_blink_covers_the_eyes_and_reopens_exactly() {
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
+    let mut engine = WarpRenderer::new(Device::Cpu);
     let source = prepared(&engine, &astronaut());
     let layout = source.face.layout;
     let rest_motion = rest(&mut engine, &source, SIZE);
@@ -201,10 +223,10 @@ fn a_blink_covers_the_eyes_and_reopens_exactly() {
             .mean(Kind::Float)
             .double_value(&[])
     };
-    let open = engine.render(&rest_motion, &source, SIZE).unwrap();
+    let open = engine.draw(&rest_motion, &source, SIZE).unwrap();
     let closed = engine
-        .render(
-            &Motion {
+        .draw(
+            &FaceMotion {
                 blink_left: 1.0,
                 blink_right: 1.0,
                 ..rest_motion
@@ -222,24 +244,24 @@ fn a_blink_covers_the_eyes_and_reopens_exactly() {
             eye(&open, p)
         );
     }
-    let reopened = engine.render(&rest_motion, &source, SIZE).unwrap();
+    let reopened = engine.draw(&rest_motion, &source, SIZE).unwrap();
     assert!(reopened.equal(&open));
 }
 
 #[test]
 fn a_frame_size_change_rebuilds_the_rig() {
-    let mut engine = BuiltinEngine::new(Device::Cpu).unwrap();
+    let mut engine = WarpRenderer::new(Device::Cpu);
     let source = prepared(&engine, &astronaut());
-    let motion = Motion {
+    let motion = FaceMotion {
         mouth_open: 0.7,
-        ..Motion::default()
+        ..FaceMotion::default()
     };
     let small = FrameSize {
         width: 256,
         height: 144,
     };
-    let frame = engine.render(&motion, &source, small).unwrap();
+    let frame = engine.draw(&motion, &source, small).unwrap();
     assert_eq!(frame.size(), [3, 144, 256]);
-    let frame = engine.render(&motion, &source, SIZE).unwrap();
+    let frame = engine.draw(&motion, &source, SIZE).unwrap();
     assert_eq!(frame.size(), [3, 512, 512]);
 }

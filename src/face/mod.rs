@@ -157,6 +157,15 @@ pub enum FaceError {
     },
 }
 
+impl From<FaceError> for crate::core::Error {
+    fn from(err: FaceError) -> Self {
+        Self::Portrait {
+            problem: crate::core::PortraitProblem::Face,
+            source: Box::new(err),
+        }
+    }
+}
+
 /// Finds the face (the largest, if there are several) or uses `given`, and locates its
 /// features.
 pub fn analyze(portrait: &Portrait, given: Option<FaceBox>) -> Result<FaceAnalysis, FaceError> {

@@ -17,7 +17,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::fit::Placement;
-use crate::engine::{EngineError, FrameSize, TensorContext};
+use crate::core::{Error, FrameSize, TensorContext};
 use crate::face::FaceLayout;
 
 pub const DEFAULT_CROP_SCALE: f32 = 2.3;
@@ -112,7 +112,7 @@ impl CropWindow {
 
     /// The window's content at `size` x `size`: `(1, 3, size, size)`, from the portrait
     /// `(3, H, W)` in `[0, 1]`. Beyond the image's edge its border pixels repeat.
-    pub fn sample(&self, portrait: &Tensor, size: i64) -> Result<Tensor, EngineError> {
+    pub fn sample(&self, portrait: &Tensor, size: i64) -> Result<Tensor, Error> {
         let (_, height, width) = portrait.size3().context("portrait tensor shape")?;
         let device = portrait.device();
         // A window larger than the output is shrunk with an antialiased resize first, so
@@ -186,7 +186,7 @@ impl PasteBack {
         placement: &Placement,
         size: FrameSize,
         base: Tensor,
-    ) -> Result<Self, EngineError> {
+    ) -> Result<Self, Error> {
         let device = base.device();
         let (width, height) = (i64::from(size.width), i64::from(size.height));
         let (sin, cos) = window.angle.sin_cos();
@@ -262,7 +262,7 @@ impl PasteBack {
 
     /// The frame with `drawn` (`(1, 3, S, S)` in `[0, 1]`, the window as the network drew
     /// it) pasted in: `(3, H, W)`.
-    pub fn paste(&self, drawn: &Tensor) -> Result<Tensor, EngineError> {
+    pub fn paste(&self, drawn: &Tensor) -> Result<Tensor, Error> {
         let frame = self.base.copy();
         let Some((top, left, h, w)) = self.region else {
             return Ok(frame);

@@ -3,7 +3,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::engine::{EngineError, FrameSize, TensorContext};
+use crate::core::{Error, FrameSize, TensorContext};
 use crate::portrait::{NEUTRAL_BACKGROUND, Portrait};
 
 /// Where the portrait lands in the frame: frame pixel = source pixel * `scale` + offset.
@@ -47,7 +47,7 @@ impl Placement {
 }
 
 /// The portrait as a `(3, height, width)` float tensor in `[0, 1]` on `device`.
-pub fn portrait_tensor(portrait: &Portrait, device: Device) -> Result<Tensor, EngineError> {
+pub fn portrait_tensor(portrait: &Portrait, device: Device) -> Result<Tensor, Error> {
     let hwc = Tensor::f_from_slice(&portrait.rgb)
         .and_then(|t| t.f_reshape([i64::from(portrait.height), i64::from(portrait.width), 3]))
         .context("portrait to tensor")?;
@@ -64,18 +64,14 @@ pub fn fitted_frame(
     portrait: &Portrait,
     size: FrameSize,
     device: Device,
-) -> Result<(Placement, Tensor), EngineError> {
+) -> Result<(Placement, Tensor), Error> {
     let placement = Placement::new(portrait.width, portrait.height, size);
     let frame = letterbox(&portrait_tensor(portrait, device)?, &placement, size)?;
     Ok((placement, frame))
 }
 
 /// The portrait letterboxed into a frame of `size`: `(3, H, W)` float in `[0, 1]`.
-pub fn letterbox(
-    source: &Tensor,
-    placement: &Placement,
-    size: FrameSize,
-) -> Result<Tensor, EngineError> {
+pub fn letterbox(source: &Tensor, placement: &Placement, size: FrameSize) -> Result<Tensor, Error> {
     let (_, source_height, source_width) = source.size3().context("portrait tensor shape")?;
     let batch = source.f_unsqueeze(0).context("letterbox")?;
     let scaled = if (placement.width, placement.height) == (source_width, source_height) {

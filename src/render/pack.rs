@@ -2,7 +2,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::engine::{EngineError, TensorContext};
+use crate::core::{Error, TensorContext};
 
 /// The packed RGB layouts the element can output. Mirrors the src pad's caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +33,10 @@ pub fn pack_frame(
     layout: PixelLayout,
     dst: &mut [u8],
     stride: usize,
-) -> Result<(), EngineError> {
+) -> Result<(), Error> {
     let (channels, height, width) = frame.size3().context("frame shape")?;
     if channels != 3 {
-        return Err(EngineError::Tensor {
+        return Err(Error::Tensor {
             context: "packing a frame".into(),
             source: tch::TchError::Shape(format!("expected 3 channels, got {channels}")),
         });
@@ -49,7 +49,7 @@ pub fn pack_frame(
         stride * (height as usize - 1) + row
     };
     if stride < row || dst.len() < needed {
-        return Err(EngineError::Tensor {
+        return Err(Error::Tensor {
             context: "packing a frame".into(),
             source: tch::TchError::Shape(format!(
                 "buffer of {} bytes with stride {stride} cannot hold {width}x{height} at {bpp} bytes per pixel",

@@ -50,17 +50,16 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_video::prelude::*;
 
-use crate::device::{DeviceRequest, device_name};
-use crate::engine::{
-    self, AudioWindow, Engine, FrameSize, MotionControls, PreparedSource, SourceHints,
-    SourcePreparer,
+use crate::core::frame::{ns_for_samples, samples_for_ns};
+use crate::core::{
+    self as vcore, DeviceRequest, FrameRate, FrameSize, FrameSpan, MotionControls, Precision,
+    SAMPLE_RATE, SampleStore, device_name,
 };
+use crate::engine::{Engine, EngineSpec, ModelChoice};
 use crate::face::{FaceBox, FaceError};
-use crate::liveportrait::Precision;
-use crate::portrait::PortraitError;
 use crate::render::crop::{CropSettings, DEFAULT_CROP_OFFSET_Y, DEFAULT_CROP_SCALE};
 use crate::render::pack::{PixelLayout, pack_frame};
-use crate::timeline::{FrameRate, SAMPLE_RATE, ns_for_samples, samples_for_ns};
+use crate::render::{PreparedSource, SourceHints, SourcePreparer};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -130,7 +129,7 @@ impl Default for Settings {
             head_motion: DEFAULT_HEAD_MOTION,
             crop_scale: f64::from(DEFAULT_CROP_SCALE),
             crop_offset_y: f64::from(DEFAULT_CROP_OFFSET_Y),
-            cfg_scale: f64::from(engine::DEFAULT_CFG_SCALE),
+            cfg_scale: f64::from(vcore::motion::DEFAULT_CFG_SCALE),
             sampling_steps: 0,
             expression_scale: 1.0,
         }
@@ -247,54 +246,6 @@ struct FrameClock {
     frames_in_segment: u64,
 }
 
-/// Audio of the current segment, indexed by sample number from its first sample; only
-/// what future frames still need is kept.
-#[derive(Default)]
-struct SampleStore {
-    first: u64,
-    samples: VecDeque<f32>,
-}
-
-impl SampleStore {
-    fn received(&self) -> u64 {
-        self.first + self.samples.len() as u64
-    }
-
-    fn extend(&mut self, samples: &[f32]) {
-        self.samples.extend(samples.iter().copied());
-    }
-
-    fn extend_silence(&mut self, count: u64) {
-        self.samples
-            .extend(std::iter::repeat_n(0.0, count as usize));
-    }
-
-    fn discard_before(&mut self, index: u64) {
-        let drop = index
-            .saturating_sub(self.first)
-            .min(self.samples.len() as u64);
-        self.samples.drain(..drop as usize);
-        self.first += drop;
-    }
-
-    /// `out` = samples `[start, start + len)`, zero where there is no audio.
-    fn copy_window(&self, start: i64, len: usize, out: &mut Vec<f32>) {
-        out.clear();
-        out.resize(len, 0.0);
-        let first = self.first as i64;
-        let from = start.max(first);
-        let to = (start + len as i64).min(self.received() as i64);
-        for index in from..to {
-            out[(index - start) as usize] = self.samples[(index - first) as usize];
-        }
-    }
-
-    fn clear(&mut self) {
-        self.first = 0;
-        self.samples.clear();
-    }
-}
-
 /// Work the task has accepted but not finished absorbing (gaps are filled slice by slice).
 enum Pending {
     Audio {
@@ -311,7 +262,7 @@ enum Pending {
 /// nobody.
 #[derive(Default)]
 struct Generator {
-    engine: Option<Box<dyn Engine>>,
+    engine: Option<Engine>,
     source: Option<Arc<PreparedSource>>,
     output: Option<Output>,
     clock: Option<FrameClock>,
@@ -612,7 +563,7 @@ impl ObjectImpl for VasaFaceGen {
                     )
                     .minimum(0.0)
                     .maximum(MAX_CFG_SCALE)
-                    .default_value(f64::from(engine::DEFAULT_CFG_SCALE))
+                    .default_value(f64::from(vcore::motion::DEFAULT_CFG_SCALE))
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("sampling-steps")
@@ -914,15 +865,21 @@ impl VasaFaceGen {
             "engine",
             "Loading the animation engine",
         );
-        let engine = engine::create(&settings.model, device, precision).map_err(|err| {
-            self.progress(
-                gst::ProgressType::Error,
-                "engine",
-                "Loading the engine failed",
-            );
-            gst::element_imp_error!(self, gst::LibraryError::Settings, ("{err}"));
-            gst::StateChangeError
-        })?;
+        let spec = ModelChoice::parse(&settings.model).map(|model| EngineSpec {
+            model,
+            ..EngineSpec::builtin(device)
+        });
+        let engine = spec
+            .and_then(|spec| Engine::new(&EngineSpec { precision, ..spec }))
+            .map_err(|err| {
+                self.progress(
+                    gst::ProgressType::Error,
+                    "engine",
+                    "Loading the engine failed",
+                );
+                gst::element_imp_error!(self, gst::LibraryError::Settings, ("{err}"));
+                gst::StateChangeError
+            })?;
         self.progress(
             gst::ProgressType::Complete,
             "engine",
@@ -1793,20 +1750,18 @@ impl VasaFaceGen {
             gst::FlowError::Error
         })?;
         let history = engine.history_samples();
-        let frame_len = (end - start) as usize;
-        generator.audio.copy_window(
-            start as i64 - history as i64,
-            history + frame_len + lookahead as usize,
+        let window = generator.audio.window(
+            FrameSpan {
+                index: clock.frames_in_segment,
+                start,
+                end,
+                rate,
+            },
+            history,
+            lookahead as usize,
             &mut generator.window,
         );
-        let window = AudioWindow {
-            samples: &generator.window,
-            frame_start: history,
-            frame_len,
-            frame_index: clock.frames_in_segment,
-            rate,
-        };
-        let engine_error = |err: engine::EngineError| {
+        let engine_error = |err: vcore::Error| {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
@@ -1814,7 +1769,7 @@ impl VasaFaceGen {
             );
             gst::FlowError::Error
         };
-        engine.set_controls(controls);
+        engine.set_controls(&controls);
         let motion = engine.motion(&window).map_err(engine_error)?;
         let frame = engine
             .render(&motion, source, output.size)
@@ -1917,15 +1872,15 @@ fn prepare_portrait(
             .map_err(face_error)?,
         crop: settings.crop(),
     };
-    engine::prepare_file(preparer, path, &hints).map_err(|err| match err {
-        engine::EngineError::Face(err) => face_error(err),
-        engine::EngineError::Portrait(err) => PortraitFailure {
-            kind: match err {
-                PortraitError::NotFound(_) => PortraitErrorKind::NotFound,
-                PortraitError::Unreadable { .. } => PortraitErrorKind::Read,
-                _ => PortraitErrorKind::Format,
+    crate::render::prepare_file(preparer, path, &hints).map_err(|err| match err {
+        vcore::Error::Portrait { problem, source } => PortraitFailure {
+            kind: match problem {
+                vcore::PortraitProblem::NotFound => PortraitErrorKind::NotFound,
+                vcore::PortraitProblem::Unreadable => PortraitErrorKind::Read,
+                vcore::PortraitProblem::Format => PortraitErrorKind::Format,
+                vcore::PortraitProblem::Face => PortraitErrorKind::Face,
             },
-            message: err.to_string(),
+            message: source.to_string(),
         },
         other => PortraitFailure {
             kind: PortraitErrorKind::Format,

@@ -6,8 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
-use gstvasafacegen::engine::builtin::visemes::Phone;
 use serde::Deserialize;
+
+use self::visemes::Phone;
+
+/// Phone timings to mouth-shape targets (training and evaluation only).
+#[path = "visemes.rs"]
+pub mod visemes;
 
 /// Gaussian blend of neighbouring phones' shapes (coarticulation) in the mouth targets,
 /// seconds: what training aims at and what evaluation compares with.

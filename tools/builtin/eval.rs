@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use gstvasafacegen::engine::builtin::BuiltinEngine;
-use gstvasafacegen::engine::builtin::visemes::{Phone, targets, viseme};
-use gstvasafacegen::engine::{Engine, FrameSize, Motion, PreparedSource, SourceHints, offline};
+use common::visemes::{Phone, targets, viseme};
+use gstvasafacegen::core::{FaceMotion, FrameRate, FrameSize, Motion, SAMPLE_RATE};
+use gstvasafacegen::engine::{Engine, EngineSpec, offline};
 use gstvasafacegen::portrait::Portrait;
-use gstvasafacegen::timeline::{FrameRate, SAMPLE_RATE};
+use gstvasafacegen::render::{PreparedSource, SourceHints};
 use plotters::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -54,7 +54,7 @@ struct Clip {
     name: String,
     voice: String,
     kind: String,
-    motions: Vec<Motion>,
+    motions: Vec<FaceMotion>,
     /// Opening measured on rendered frames, pixels.
     rendered: Vec<f64>,
     /// Speech envelope (RMS) per frame.
@@ -124,7 +124,7 @@ fn rendered_opening(frame: &Tensor, source: &PreparedSource) -> f64 {
 }
 
 fn evaluate_clip(
-    engine: &mut BuiltinEngine,
+    engine: &mut Engine,
     source: &PreparedSource,
     utterance: &common::Utterance,
     data: &Path,
@@ -137,20 +137,20 @@ fn evaluate_clip(
         (TAIL_SECONDS * f64::from(SAMPLE_RATE)) as usize,
     ));
     let rate = FrameRate::new(FPS, 1).expect("positive");
-    let motions =
-        offline::motions(engine, &samples, rate, LOOKAHEAD, seed).map_err(|e| e.to_string())?;
+    let motions = offline::face_motions(engine, &samples, rate, LOOKAHEAD, seed)
+        .map_err(|e| e.to_string())?;
     let mut rendered = Vec::new();
     if render {
         for motion in &motions {
             // The head held still, so that the measuring window stays on the mouth.
-            let mouth_only = Motion {
+            let mouth_only = Motion::Face(FaceMotion {
                 yaw: 0.0,
                 pitch: 0.0,
                 roll: 0.0,
                 shift_x: 0.0,
                 shift_y: 0.0,
                 ..*motion
-            };
+            });
             let frame = engine
                 .render(&mouth_only, source, SIZE)
                 .map_err(|e| e.to_string())?;
@@ -557,7 +557,7 @@ fn plot_openings(path: &Path, clips: &[&Clip]) -> Result<(), Box<dyn std::error:
 /// Every 3rd frame of a clip's first 3.6 s, cropped to the face, in a grid.
 fn contact_sheet(
     path: &Path,
-    engine: &mut BuiltinEngine,
+    engine: &mut Engine,
     source: &PreparedSource,
     clip: &Clip,
 ) -> Result<(), String> {
@@ -582,7 +582,7 @@ fn contact_sheet(
             break;
         };
         let frame = engine
-            .render(motion, source, SIZE)
+            .render(&Motion::Face(*motion), source, SIZE)
             .map_err(|e| e.to_string())?;
         let bytes = Vec::<u8>::try_from(
             (frame * 255.0 + 0.5)
@@ -618,7 +618,7 @@ fn run(args: &Args) -> Result<bool, String> {
     tch::manual_seed(0);
     font()?;
     let manifest = common::load_manifest(&args.data)?;
-    let mut engine = BuiltinEngine::new(Device::Cpu).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(&EngineSpec::builtin(Device::Cpu)).map_err(|e| e.to_string())?;
     let portrait = Portrait::load(&args.image).map_err(|e| e.to_string())?;
     let source = engine
         .source_preparer()

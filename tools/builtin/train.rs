@@ -12,12 +12,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use gstvasafacegen::engine::builtin::features::{HOP, MEL_BANDS, POWER_FLOOR, log_mel};
-use gstvasafacegen::engine::builtin::mouth::{
+use common::visemes;
+use gstvasafacegen::core::random::SplitMix64 as Rng;
+use gstvasafacegen::models::mouth::features::{HOP, MEL_BANDS, POWER_FLOOR, log_mel};
+use gstvasafacegen::models::mouth::{
     CONTEXT, CONTEXT_AHEAD, CONTEXT_BEHIND, FORMAT, MouthNet, OUTPUTS,
 };
-use gstvasafacegen::engine::builtin::random::SplitMix64 as Rng;
-use gstvasafacegen::engine::builtin::visemes;
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Reduction, Tensor, nn};
 
@@ -396,7 +396,7 @@ fn run(args: &Args) -> Result<(), String> {
             );
             let (mel, available, targets, weights) =
                 batch(&train_set, chunk, &mut rng, &noise_unit, true);
-            let raw = net.forward_train(&mel, &available, DROPOUT);
+            let raw = net.forward_with_dropout(&mel, &available, Some(DROPOUT));
             let (total, _) = loss(&raw, &targets, &weights);
             optimizer.backward_step(&total);
             running += total.double_value(&[]);

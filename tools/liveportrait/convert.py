@@ -18,14 +18,15 @@ pickled state dict; it is read here with Python's standard library alone, allowi
 the handful of names a state dict uses (no code from the file runs, torch not needed). The bundle gets one
 safetensors file per component with the official key names (the stitching module's
 entries flattened to `<entry>.<key>`, its DDP `module.` prefixes removed) and a
-manifest.json: format, components, network sizes, SHA-256 of every source file, licence.
+manifest.json: format and version, one section per model (`renderers.liveportrait`
+with the network sizes and its component files), SHA-256 of every source file, licence.
 
 With --motion-generator the bundle also gets JoyVASA's motion generator: the state dict
 of the `motion_generator_*.pt` container (a pickle of {'args': argparse.Namespace,
 'model': state dict, 'iter'}; only the args the official loader reads are kept) as
 motion_generator.safetensors, the motion template pickle (a dict of numpy arrays) as
-motion_template.safetensors, and the generator's sizes under `joyvasa` in the
-manifest. The HuBERT sizes come from --hubert-config (transformers' config.json of
+motion_template.safetensors, and a section `motion_generators.joyvasa` in the manifest
+with the generator's sizes and those two files. The HuBERT sizes come from --hubert-config (transformers' config.json of
 chinese-hubert-base, or any JSON with those fields at the top or under
 `hubert_config`); default: chinese-hubert-base. --positional-encoding chooses how the
 denoiser encodes frame positions: `bug` (default) as the public weights were trained,
@@ -47,7 +48,10 @@ import tempfile
 import zipfile
 
 FORMAT = "vasafacegen-bundle"
-VERSION = 1
+# Version 2: one section per model (`renderers`, `motion_generators`), each with its
+# config and its component files. The plugin still reads version 1 (one flat
+# component list, `liveportrait_config`, `joyvasa`).
+VERSION = 2
 COMPONENTS = [
     "appearance_feature_extractor",
     "motion_extractor",
@@ -403,7 +407,7 @@ def main():
     config = read_config(args.config)
     staging = tempfile.mkdtemp(prefix=".bundle-", dir=os.path.dirname(os.path.abspath(args.out)))
     try:
-        sources, components = {}, {}
+        sources, components, generator_components = {}, {}, {}
         for i, component in enumerate(COMPONENTS):
             path = find_checkpoint(args.checkpoints, component + ".pth")
             print(f"[{i + 1}/{len(COMPONENTS)}] {component}: reading {path}", flush=True)
@@ -418,21 +422,23 @@ def main():
             hubert = read_hubert_config(args.hubert_config)
             state, joyvasa = read_motion_generator(args.motion_generator, hubert, args.positional_encoding)
             write_safetensors(state, os.path.join(staging, "motion_generator.safetensors"))
-            components["motion_generator"] = "motion_generator.safetensors"
+            generator_components["motion_generator"] = "motion_generator.safetensors"
             print(f"[+] motion_template: reading {args.motion_template}", flush=True)
             template = read_template(args.motion_template)
             write_safetensors(template, os.path.join(staging, "motion_template.safetensors"))
-            components["motion_template"] = "motion_template.safetensors"
+            generator_components["motion_template"] = "motion_template.safetensors"
             for path in (args.motion_generator, args.motion_template, args.hubert_config):
                 if path:
                     sources[os.path.basename(path)] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
             licence = LICENCE + "; " + JOYVASA_LICENCE
+        generators = {}
+        if joyvasa is not None:
+            generators["joyvasa"] = {"config": joyvasa, "components": generator_components}
         manifest = {
             "format": FORMAT,
             "version": VERSION,
-            "components": components,
-            "liveportrait_config": config,
-            "joyvasa": joyvasa,
+            "renderers": {"liveportrait": {"config": config, "components": components}},
+            "motion_generators": generators,
             "sources": sources,
             "licence": licence,
             "converted_by": "tools/liveportrait/convert.py",

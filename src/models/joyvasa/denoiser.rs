@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::liveportrait::layers::{LayerNorm, Linear};
-use crate::liveportrait::weights::{Weights, WeightsError};
+use crate::nn::layers::{LayerNorm, Linear};
+use crate::nn::weights::{Weights, WeightsError};
 
 type Result<T> = std::result::Result<T, WeightsError>;
 

@@ -4,8 +4,8 @@
 use tch::{Kind, Tensor};
 
 use super::config::AppearanceConfig;
-use super::layers::{BatchNorm, Conv, ConvSpec};
-use super::weights::{Weights, WeightsError};
+use crate::nn::layers::{BatchNorm, Conv, ConvSpec};
+use crate::nn::weights::{Weights, WeightsError};
 
 /// Convolution, BatchNorm, ReLU, then an optional 2x2 average pool (SameBlock2d /
 /// DownBlock2d / DownBlock3d of the reference).
@@ -76,7 +76,7 @@ pub struct AppearanceFeatureExtractor {
     resblocks: Vec<ResBlock3d>,
     reshape_channel: i64,
     reshape_depth: i64,
-    /// What it computes in (see [`super::precision`]).
+    /// What it computes in (see [`crate::core::precision`]).
     kind: Kind,
 }
 

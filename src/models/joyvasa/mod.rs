@@ -3,24 +3,22 @@
 //! motion (expression, head pose, scale, translation) window after window, each
 //! conditioned on the last motions and audio features of the one before.
 //!
-//! No GStreamer here.
+//! The generator is built from [`Weights`] and its config; the bundle module opens the
+//! files.
 
 pub mod denoiser;
 pub mod hubert;
 pub mod sampler;
 pub mod template;
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 pub use self::denoiser::{Denoiser, DenoiserShape, PositionalEncoding};
 pub use self::hubert::{AudioEncoder, AudioFeatures, HubertConfig};
 pub use self::sampler::{Schedule, WindowInput};
-pub use self::template::{FrameMotion, MotionTemplate, PoseSmoother};
-use crate::liveportrait::weights::{Weights, WeightsError};
-use crate::liveportrait::{BundleError, BundleManifest};
+pub use self::template::{MotionTemplate, PoseSmoother};
+use crate::nn::weights::{Weights, WeightsError};
 
 /// Audio sample rate the generator expects.
 pub const SAMPLE_RATE: i64 = 16_000;
@@ -51,6 +49,37 @@ impl JoyVasaConfig {
     /// Audio samples per motion frame.
     pub fn frame_samples(&self) -> i64 {
         SAMPLE_RATE / self.fps
+    }
+
+    /// Why this configuration cannot describe a working generator, if it cannot (a
+    /// damaged or hand-edited manifest): every size at least 1, a frame rate that
+    /// divides the sample rate, a context no longer than a window.
+    pub fn problem(&self) -> Option<String> {
+        let positive = [
+            ("motion_feat_dim", self.motion_feat_dim),
+            ("n_motions", self.n_motions),
+            ("n_prev_motions", self.n_prev_motions),
+            ("feature_dim", self.feature_dim),
+            ("n_diff_steps", self.n_diff_steps as i64),
+            ("fps", self.fps),
+        ];
+        if let Some((name, value)) = positive.iter().find(|(_, value)| *value < 1) {
+            return Some(format!("{name} is {value}; it must be at least 1"));
+        }
+        if SAMPLE_RATE % self.fps != 0 {
+            return Some(format!(
+                "fps {} does not divide the {SAMPLE_RATE} Hz sample rate",
+                self.fps
+            ));
+        }
+        if self.motion_feat_dim != template::COEF_LEN as i64 {
+            return Some(format!(
+                "motion_feat_dim is {}; the motion template describes {} coefficients",
+                self.motion_feat_dim,
+                template::COEF_LEN
+            ));
+        }
+        None
     }
 
     fn denoiser_shape(&self) -> DenoiserShape {
@@ -137,23 +166,6 @@ impl MotionGenerator {
             null_audio,
             start,
         })
-    }
-
-    /// Loads the motion generator of a bundle directory.
-    pub fn load_bundle(dir: &Path, device: Device) -> Result<Self, BundleError> {
-        let manifest = BundleManifest::read(dir)?;
-        let config = manifest
-            .joyvasa
-            .clone()
-            .ok_or_else(|| BundleError::Manifest {
-                path: dir.join("manifest.json"),
-                detail: "the bundle has no JoyVASA motion generator (no joyvasa config)".into(),
-            })?;
-        let template = MotionTemplate::load(&manifest.component(dir, "motion_template")?)?;
-        let mut w = Weights::load(&manifest.component(dir, "motion_generator")?, device)?;
-        let generator = Self::new(&mut w, &config, template)?;
-        w.finish()?;
-        Ok(generator)
     }
 
     /// The conditioning of the first window (learnt start values).

@@ -5,8 +5,8 @@
 use tch::{Kind, Tensor};
 
 use super::config::{MlpConfig, StitchingConfig};
-use super::layers::Linear;
-use super::weights::{Weights, WeightsError};
+use crate::nn::layers::Linear;
+use crate::nn::weights::{Weights, WeightsError};
 
 pub struct Mlp {
     layers: Vec<Linear>,

@@ -5,8 +5,8 @@
 use tch::{Kind, Tensor};
 
 use super::config::MotionConfig;
-use super::layers::{Conv, ConvSpec, LayerNorm, Linear};
-use super::weights::{Weights, WeightsError};
+use crate::nn::layers::{Conv, ConvSpec, LayerNorm, Linear};
+use crate::nn::weights::{Weights, WeightsError};
 
 /// The raw head outputs, as the reference's `ConvNeXtV2.forward` returns them.
 pub struct MotionHeads {
@@ -80,7 +80,7 @@ pub struct MotionExtractor {
     fc_roll: Linear,
     fc_t: Linear,
     fc_exp: Linear,
-    /// What it computes in (see [`super::precision`]).
+    /// What it computes in (see [`crate::core::precision`]).
     kind: Kind,
 }
 

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::timeline::SAMPLE_RATE;
+use crate::core::SAMPLE_RATE;
 
 pub const MEL_BANDS: usize = 40;
 /// Analysis window (25 ms) and hop between feature frames (10 ms), in samples.
@@ -108,15 +108,6 @@ pub fn first_fft_alone() {
     });
 }
 
-/// Root-mean-square level of `samples` in dB relative to full scale (-120 for silence).
-pub fn level_db(samples: &[f32]) -> f32 {
-    if samples.is_empty() {
-        return -120.0;
-    }
-    let mean_square = samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32;
-    (10.0 * mean_square.max(1e-12).log10()).max(-120.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,7 +137,6 @@ mod tests {
         let mel = log_mel(&silence, &[-1000, 0, 400, 5000], Device::Cpu);
         let floor = POWER_FLOOR.ln();
         assert!((mel.max().double_value(&[]) - floor).abs() < 1e-3);
-        assert!((level_db(&silence) + 120.0).abs() < 1e-3);
     }
 
     #[test]

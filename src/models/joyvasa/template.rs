@@ -9,28 +9,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use tch::{Device, Tensor};
+use tch::Tensor;
 
-use crate::liveportrait::weights::WeightsError;
-
-/// Expression values per frame (21 keypoints x 3).
-pub const EXP_LEN: usize = 63;
+use crate::core::KeypointFrame;
+use crate::core::motion::EXPRESSION_LEN as EXP_LEN;
+use crate::nn::weights::WeightsError;
 /// The coefficient layout.
 pub const COEF_LEN: usize = 70;
 /// The reference's smoothing factor (`ExponentialMovingAverageFilter(alpha=0.01)`).
 pub const SMOOTHING_ALPHA: f64 = 0.01;
-
-/// One frame of LivePortrait motion: expression deltas, scale, translation, and the
-/// head pose in degrees.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FrameMotion {
-    pub exp: [f32; EXP_LEN],
-    pub scale: f32,
-    pub t: [f32; 3],
-    pub pitch: f32,
-    pub yaw: f32,
-    pub roll: f32,
-}
 
 /// The statistics the de-normalisation needs.
 #[derive(Debug, Clone)]
@@ -70,13 +57,15 @@ impl MotionTemplate {
                     found: tensor.size(),
                 });
             }
-            Ok(Vec::<f32>::try_from(
-                tensor
-                    .to_device(Device::Cpu)
-                    .to_kind(tch::Kind::Float)
-                    .flatten(0, -1),
-            )
-            .unwrap_or_default())
+            let values = crate::nn::weights::host_values(tensor, file, key)?;
+            if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+                return Err(WeightsError::Invalid {
+                    file: file.to_path_buf(),
+                    key: key.into(),
+                    detail: format!("holds {bad}"),
+                });
+            }
+            Ok(values)
         };
         let mut ranges = Vec::with_capacity(7);
         for (name, len) in [
@@ -107,7 +96,7 @@ impl MotionTemplate {
     }
 
     /// One coefficient row `(70,)` as LivePortrait motion.
-    pub fn denormalise(&self, coef: &[f32]) -> FrameMotion {
+    pub fn denormalise(&self, coef: &[f32]) -> KeypointFrame {
         assert_eq!(
             coef.len(),
             COEF_LEN,
@@ -123,7 +112,7 @@ impl MotionTemplate {
             .zip(&coef[EXP_LEN..])
             .map(|(&(min, max), &c)| c * (max - min) + min)
             .collect();
-        FrameMotion {
+        KeypointFrame {
             exp,
             scale: scaled[0],
             t: [scaled[1], scaled[2], scaled[3]],
@@ -146,7 +135,7 @@ impl PoseSmoother {
         Self::default()
     }
 
-    pub fn smooth(&mut self, frame: &FrameMotion) -> FrameMotion {
+    pub fn smooth(&mut self, frame: &KeypointFrame) -> KeypointFrame {
         let value = [
             frame.scale,
             frame.t[0],
@@ -163,7 +152,7 @@ impl PoseSmoother {
             Some(previous) => std::array::from_fn(|i| take * value[i] + keep * previous[i]),
         };
         self.state = Some(state);
-        FrameMotion {
+        KeypointFrame {
             exp: frame.exp,
             scale: state[0],
             t: [state[1], state[2], state[3]],

@@ -6,12 +6,14 @@
 //! Frames after the available lookahead are masked out (zeros plus a mask channel), as
 //! in training, so one model serves every `latency` setting.
 
+pub mod features;
+
 use std::collections::HashMap;
 use std::path::Path;
 
 use tch::{Device, Kind, Tensor, nn, nn::Module};
 
-use super::features::{HOP, MEL_BANDS, WINDOW, log_mel};
+use self::features::{HOP, MEL_BANDS, WINDOW, log_mel};
 
 /// Feature frames (10 ms apart) before and after the moment the mouth is drawn for.
 pub const CONTEXT_BEHIND: usize = 20;
@@ -79,24 +81,28 @@ impl MouthNet {
     /// `mel`: `(B, CONTEXT, MEL_BANDS)` log-mel frames; `available`: `(B, CONTEXT)` 1 or 0.
     /// Returns raw outputs `(B, OUTPUTS)`.
     pub fn forward(&self, mel: &Tensor, available: &Tensor) -> Tensor {
-        let normalised = (mel - &self.norm_mean) / &self.norm_std * available.unsqueeze(-1);
-        let x = Tensor::cat(&[normalised, available.unsqueeze(-1)], -1).transpose(1, 2);
-        let x = self.conv1.forward(&x).gelu("none");
-        let x = &x + self.conv2.forward(&x).gelu("none");
-        let x = &x + self.conv3.forward(&x).gelu("none");
-        let x = self.fc1.forward(&x.flatten(1, -1)).gelu("none");
-        self.fc2.forward(&x)
+        self.forward_with_dropout(mel, available, None)
     }
 
-    /// [`MouthNet::forward`] with dropout before the dense layers (training only).
-    pub fn forward_train(&self, mel: &Tensor, available: &Tensor, dropout: f64) -> Tensor {
+    /// [`MouthNet::forward`], with dropout of rate `dropout` before the dense layers
+    /// when training.
+    pub fn forward_with_dropout(
+        &self,
+        mel: &Tensor,
+        available: &Tensor,
+        dropout: Option<f64>,
+    ) -> Tensor {
+        let drop = |x: Tensor| match dropout {
+            Some(rate) => x.dropout(rate, true),
+            None => x,
+        };
         let normalised = (mel - &self.norm_mean) / &self.norm_std * available.unsqueeze(-1);
         let x = Tensor::cat(&[normalised, available.unsqueeze(-1)], -1).transpose(1, 2);
         let x = self.conv1.forward(&x).gelu("none");
         let x = &x + self.conv2.forward(&x).gelu("none");
         let x = &x + self.conv3.forward(&x).gelu("none");
-        let x = x.flatten(1, -1).dropout(dropout, true);
-        let x = self.fc1.forward(&x).gelu("none").dropout(dropout, true);
+        let x = drop(x.flatten(1, -1));
+        let x = drop(self.fc1.forward(&x).gelu("none"));
         self.fc2.forward(&x)
     }
 }
@@ -158,6 +164,12 @@ pub enum MouthModelError {
     },
     #[error("mouth model weights \"{file}\" have an unknown tensor \"{key}\"")]
     Unexpected { file: String, key: String },
+}
+
+impl From<MouthModelError> for crate::core::Error {
+    fn from(err: MouthModelError) -> Self {
+        Self::model(err)
+    }
 }
 
 /// The network with its weights, on a device, ready to run.

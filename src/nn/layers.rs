@@ -1,8 +1,8 @@
-//! The building blocks of LivePortrait's networks, as plain tensors with a forward
-//! function each, named by the keys of the official checkpoints.
+//! The building blocks of the networks (LivePortrait's and JoyVASA's), as plain tensors
+//! with a forward function each, named by the keys of the official checkpoints.
 //!
 //! Convolution and linear weights come in the compute kind of their [`Weights`]
-//! (float32, or a 16-bit kind, see [`super::precision`]); normalisation parameters stay
+//! (float32, or a 16-bit kind, see [`crate::core::precision`]); normalisation parameters stay
 //! float32 and normalisations compute their statistics in float32.
 
 use tch::{Kind, Tensor};

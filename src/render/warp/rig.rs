@@ -1,27 +1,9 @@
-//! The builtin renderer: a dense backward warp of the portrait (grid_sample), driven by
-//! the motion parameters, plus synthesis of what the portrait does not show (the inside
-//! of a mouth opened wider than in the photo, eyelids over the eyes).
-//!
-//! Everything is computed in *face units*: origin between the eyes, u along the eye
-//! line (towards the image-right eye), v perpendicular to it (towards the chin), one
-//! unit = the inter-ocular distance (IOD). Only a region of interest around the head is
-//! warped; outside the head-and-neck mask the frame is the fitted portrait, untouched.
-//!
-//! Two passes per frame:
-//! 1. local deformations, in two regions split by a line between the eyes and the mouth:
-//!    below it the jaw (a piecewise-linear remap of v per column, through knots at the
-//!    nose base, the lips' opening, the chin and the neck), lip spread/rounding and the
-//!    painted mouth cavity; above it eyelids (with lash lines) and brows;
-//! 2. head motion: roll about the neck, yaw/pitch parallax, translation, all weighted
-//!    by a feathered head mask that is exactly zero outside it. The head's displacement
-//!    is smooth, so it is computed on a coarse grid and interpolated.
-//!
-//! Work scales with the face's area in the frame; parts with nothing to do (no blink,
-//! a still head) are skipped.
+//! The face rig: everything about one portrait at one frame size that does not change
+//! per frame, and the per-frame drawing from face parameters (see the module above).
 
 use tch::{Kind, Tensor};
 
-use crate::engine::{EngineError, FrameSize, Motion, TensorContext};
+use crate::core::{Error, FaceMotion, FrameSize, TensorContext};
 use crate::face::{FaceLayout, Point};
 use crate::render::fit::Placement;
 
@@ -309,7 +291,7 @@ impl FaceRig {
         placement: &Placement,
         frame: &Tensor,
         size: FrameSize,
-    ) -> Result<Self, EngineError> {
+    ) -> Result<Self, Error> {
         let _no_grad = tch::no_grad_guard();
         let geometry = Geometry::new(layout, placement);
         let g = &geometry;
@@ -437,7 +419,7 @@ impl FaceRig {
         let coarse_parallax =
             (-(&coarse_u / 0.9).square() - ((&coarse_v - 0.5) / 1.3).square()).exp();
 
-        let colour = |c: [f64; 3]| -> Result<Tensor, EngineError> {
+        let colour = |c: [f64; 3]| -> Result<Tensor, Error> {
             Tensor::f_from_slice(&c.map(|x| x as f32))
                 .and_then(|t| t.f_to_device(device))
                 .and_then(|t| t.f_view([1, 3, 1, 1]))
@@ -474,7 +456,7 @@ impl FaceRig {
     }
 
     /// Draws one frame: `(3, H, W)` float in `[0, 1]`.
-    pub fn render(&self, motion: &Motion) -> Tensor {
+    pub fn render(&self, motion: &FaceMotion) -> Tensor {
         let _no_grad = tch::no_grad_guard();
         let local = self.roi_pixels.copy();
         let lower = self.finish(&self.lower.rect, self.lower_face(motion));
@@ -500,7 +482,7 @@ impl FaceRig {
     }
 
     /// Jaw, lips and the painted cavity, on the lower region's field grid.
-    fn lower_face(&self, motion: &Motion) -> Layers {
+    fn lower_face(&self, motion: &FaceMotion) -> Layers {
         let g = &self.geometry;
         let r = &self.lower;
         let (u, v) = (&r.u, &r.v);
@@ -612,7 +594,7 @@ impl FaceRig {
     }
 
     /// Eyelids and brows on the upper region's field grid, or `None` when both rest.
-    fn upper_face(&self, motion: &Motion) -> Option<Layers> {
+    fn upper_face(&self, motion: &FaceMotion) -> Option<Layers> {
         let brow = f64::from(motion.brow_raise.clamp(0.0, 1.0)) * BROW_LIFT;
         let blinks = [(-0.5, motion.blink_left), (0.5, motion.blink_right)];
         if brow <= 0.0 && blinks.iter().all(|(_, b)| *b <= 0.0) {
@@ -677,7 +659,7 @@ impl FaceRig {
     }
 
     /// Head motion over the whole ROI: `image` resampled `(1, 3, h, w)`.
-    fn move_head(&self, image: &Tensor, motion: &Motion) -> Tensor {
+    fn move_head(&self, image: &Tensor, motion: &FaceMotion) -> Tensor {
         let still = [
             motion.yaw,
             motion.pitch,

@@ -5,8 +5,8 @@
 use tch::{Kind, Tensor};
 
 use super::config::SpadeConfig;
-use super::layers::{Conv, ConvSpec, instance_norm};
-use super::weights::{Weights, WeightsError};
+use crate::nn::layers::{Conv, ConvSpec, instance_norm};
+use crate::nn::weights::{Weights, WeightsError};
 
 type Result<T> = std::result::Result<T, WeightsError>;
 
@@ -110,7 +110,7 @@ pub struct SpadeGenerator {
     up_1: SpadeResBlock,
     conv_img: Conv,
     upscale: bool,
-    /// What it computes in (see [`super::precision`]).
+    /// What it computes in (see [`crate::core::precision`]).
     kind: Kind,
 }
 

@@ -1,6 +1,7 @@
-//! The frame clock: which audio samples belong to which video frame, in integers.
+//! Frame size and rate, and the frame clock: which audio samples belong to which video
+//! frame, in integers.
 //!
-//! The rule every engine and the element share: audio is 16 kHz mono; frame `n` of a
+//! The rule every motion source, renderer and the element share: audio is 16 kHz mono; frame `n` of a
 //! segment covers the samples `[start(n), start(n + 1))` with
 //! `start(n) = floor(n * 16000 * fps_d / fps_n)`, and is shown at
 //! `first_pts + floor(n * fps_d * 1e9 / fps_n)` nanoseconds. A stream of `S` samples
@@ -13,6 +14,13 @@
 pub const SAMPLE_RATE: u32 = 16_000;
 
 const NANOS_PER_SECOND: u128 = 1_000_000_000;
+
+/// Size of the frames to render, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameSize {
+    pub width: u32,
+    pub height: u32,
+}
 
 /// A video frame rate as a positive fraction (frames per second = `num / den`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

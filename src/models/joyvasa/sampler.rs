@@ -11,7 +11,7 @@
 use tch::{Kind, Tensor};
 
 use super::denoiser::Denoiser;
-use crate::liveportrait::weights::{Weights, WeightsError};
+use crate::nn::weights::{Weights, WeightsError};
 
 /// The diffusion schedule buffers (`diffusion_sched.*`), index 0 = clean.
 pub struct Schedule {
@@ -30,12 +30,32 @@ pub struct StepCoefficients {
 }
 
 impl Schedule {
-    /// Reads the schedule of a model trained with `steps` diffusion steps.
+    /// Reads the schedule of a model trained with `steps` (at least 1) diffusion steps.
+    /// Every entry must be finite, and the alphas and their cumulative products in
+    /// `[0, 1]` with `alpha_bars[0] = 1 > alpha_bars[t > 0] > 0`: a damaged table would
+    /// otherwise turn every motion into NaN or divide by zero.
     pub fn new(w: &mut Weights, steps: usize) -> Result<Self, WeightsError> {
         let len = steps as i64 + 1;
+        let file = w.file().to_path_buf();
+        let recording = w.is_recording();
         let mut read = |name: &str| -> Result<Vec<f32>, WeightsError> {
-            let tensor = w.take(&format!("diffusion_sched.{name}"), &[len])?;
-            Ok(Vec::<f32>::try_from(tensor.to_device(tch::Device::Cpu)).unwrap_or_default())
+            let key = format!("diffusion_sched.{name}");
+            let values = w.take_values(&key, &[len])?;
+            let invalid = |detail: String| WeightsError::Invalid {
+                file: file.clone(),
+                key: key.clone(),
+                detail,
+            };
+            if steps == 0 {
+                return Err(invalid(
+                    "belongs to a schedule of 0 diffusion steps (n_diff_steps must be at least 1)"
+                        .into(),
+                ));
+            }
+            if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+                return Err(invalid(format!("holds {bad}")));
+            }
+            Ok(values)
         };
         let alphas = read("alphas")?;
         let alpha_bars = read("alpha_bars")?;
@@ -43,6 +63,17 @@ impl Schedule {
         // Read for completeness (the sampler runs with flexibility 0).
         read("betas")?;
         read("sigmas_flex")?;
+        let unit = |v: &f32| (0.0..=1.0).contains(v);
+        let cumulative_ok = (alpha_bars[0] - 1.0).abs() < 1e-6
+            && alpha_bars[1..].iter().all(|&a| a > 0.0 && a < 1.0);
+        if !(recording || alphas.iter().all(unit) && cumulative_ok) {
+            return Err(WeightsError::Invalid {
+                file: w.file().to_path_buf(),
+                key: "diffusion_sched.alpha_bars".into(),
+                detail: "is not a diffusion schedule (alphas and their products must lie in                          [0, 1], starting at 1)"
+                    .into(),
+            });
+        }
         Ok(Self {
             alphas,
             alpha_bars,

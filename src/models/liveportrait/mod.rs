@@ -4,38 +4,28 @@
 //! extractor F, the motion extractor M, the warping module W, the SPADE generator G, and
 //! the stitching and retargeting MLPs S, with the keypoint algebra that joins them.
 //!
-//! No GStreamer here: the element drives these through the engine interface.
+//! The networks know nothing of bundles: they are built from [`Weights`] and a config
+//! (the bundle module opens the files).
 
 pub mod appearance;
 pub mod config;
-pub mod layers;
 pub mod motion;
-pub mod precision;
 pub mod spade;
 pub mod stitching;
 pub mod warping;
-pub mod weights;
 
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
-use tch::Device;
+use tch::Tensor;
 
 pub use self::appearance::AppearanceFeatureExtractor;
 pub use self::config::LivePortraitConfig;
 pub use self::motion::MotionExtractor;
-pub use self::precision::Precision;
 pub use self::spade::SpadeGenerator;
 pub use self::stitching::StitchingRetargeting;
 pub use self::warping::WarpingModule;
-use self::weights::{Weights, WeightsError};
-use tch::Tensor;
+use crate::core::Precision;
+use crate::nn::{Weights, WeightsError};
 
-/// Written into every bundle manifest; a bundle of another format is refused.
-pub const BUNDLE_FORMAT: &str = "vasafacegen-bundle";
-pub const BUNDLE_VERSION: u32 = 1;
-
-/// The renderer's components: (bundle file stem, official checkpoint file).
+/// The networks' components: (bundle file stem, official checkpoint file).
 pub const COMPONENTS: [(&str, &str); 5] = [
     (
         "appearance_feature_extractor",
@@ -49,62 +39,6 @@ pub const COMPONENTS: [(&str, &str); 5] = [
         "stitching_retargeting_module.pth",
     ),
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum BundleError {
-    #[error("{path}: {detail}")]
-    Manifest { path: PathBuf, detail: String },
-    #[error(transparent)]
-    Weights(#[from] WeightsError),
-}
-
-/// `manifest.json` of a model bundle (the part this module reads).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BundleManifest {
-    pub format: String,
-    pub version: u32,
-    /// Component name -> safetensors file in the bundle.
-    pub components: std::collections::BTreeMap<String, String>,
-    pub liveportrait_config: Option<LivePortraitConfig>,
-    /// The motion generator's configuration, when the bundle has one.
-    #[serde(default)]
-    pub joyvasa: Option<crate::joyvasa::JoyVasaConfig>,
-}
-
-impl BundleManifest {
-    pub fn read(dir: &Path) -> Result<Self, BundleError> {
-        let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|err| BundleError::Manifest {
-            path: path.clone(),
-            detail: format!("cannot read the bundle manifest ({err}); make a bundle with tools/liveportrait/convert.py"),
-        })?;
-        let manifest: Self = serde_json::from_str(&text).map_err(|err| BundleError::Manifest {
-            path: path.clone(),
-            detail: format!("not a valid bundle manifest ({err})"),
-        })?;
-        if manifest.format != BUNDLE_FORMAT || manifest.version != BUNDLE_VERSION {
-            return Err(BundleError::Manifest {
-                path,
-                detail: format!(
-                    "format {:?} version {}, expected {BUNDLE_FORMAT:?} version {BUNDLE_VERSION}",
-                    manifest.format, manifest.version
-                ),
-            });
-        }
-        Ok(manifest)
-    }
-
-    /// The file of component `name` in the bundle at `dir`.
-    pub fn component(&self, dir: &Path, name: &str) -> Result<PathBuf, BundleError> {
-        self.components
-            .get(name)
-            .map(|f| dir.join(f))
-            .ok_or_else(|| BundleError::Manifest {
-                path: dir.join("manifest.json"),
-                detail: format!("component {name} is missing"),
-            })
-    }
-}
 
 /// A face's implicit keypoints as the motion extractor describes them (the reference's
 /// `get_kp_info`): pose in degrees `(B, 1)` each, translation `(B, 3)`, expression
@@ -127,33 +61,6 @@ impl KeypointInfo {
     }
 }
 
-/// Read-only sharing between threads of something made of tensors, such as a loaded
-/// network. `Tensor` is `Send` but not `Sync`, because most of its methods could be
-/// used to change it in place; what is wrapped here is built once and after that only
-/// read: every forward pass takes `&self` and makes new tensors (the networks in this
-/// module never call an in-place operation on a weight), and libtorch allows any number
-/// of threads to read one tensor at once (its reference count is atomic). This is how
-/// two elements share one copy of the weights.
-pub struct Frozen<T>(T);
-
-// SAFETY: see the type's documentation: the value is never mutated after `Frozen::new`,
-// and concurrent reads of libtorch tensors are thread-safe.
-unsafe impl<T: Send> Sync for Frozen<T> {}
-
-impl<T> Frozen<T> {
-    pub fn new(value: T) -> Self {
-        Self(value)
-    }
-}
-
-impl<T> std::ops::Deref for Frozen<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 /// All of LivePortrait's networks, on one device, in one precision.
 pub struct LivePortrait {
     pub config: LivePortraitConfig,
@@ -166,34 +73,15 @@ pub struct LivePortrait {
 }
 
 impl LivePortrait {
-    /// Loads the renderer of a bundle directory, to compute in `precision`.
-    pub fn load_bundle(
-        dir: &Path,
-        device: Device,
-        precision: Precision,
-    ) -> Result<Self, BundleError> {
-        let manifest = BundleManifest::read(dir)?;
-        let config = manifest
-            .liveportrait_config
-            .clone()
-            .ok_or_else(|| BundleError::Manifest {
-                path: dir.join("manifest.json"),
-                detail: "the bundle has no LivePortrait renderer (no liveportrait_config)".into(),
-            })?;
-        Self::load_files(&config, precision, |name| {
-            Weights::load(&manifest.component(dir, name)?, device).map_err(BundleError::from)
-        })
-    }
-
     /// Builds every network from the weights `open` gives for each component name,
     /// requiring every tensor to be used. F, M, W and G compute in `precision`; the
     /// stitching and retargeting MLPs, a few hundred multiply-adds that move keypoints,
     /// always in float32.
-    pub fn load_files(
+    pub fn load_files<E: From<WeightsError>>(
         config: &LivePortraitConfig,
         precision: Precision,
-        mut open: impl FnMut(&str) -> Result<Weights, BundleError>,
-    ) -> Result<Self, BundleError> {
+        mut open: impl FnMut(&str) -> Result<Weights, E>,
+    ) -> Result<Self, E> {
         let kind = precision.kind();
         let mut open_in = |name: &str| open(name).map(|w| w.with_compute_kind(kind));
         let mut w = open_in("appearance_feature_extractor")?;
@@ -251,11 +139,11 @@ impl LivePortrait {
     /// included; counters have shape []).
     pub fn parameter_list(
         config: &LivePortraitConfig,
-    ) -> Result<Vec<(String, String, Vec<i64>)>, BundleError> {
+    ) -> Result<Vec<(String, String, Vec<i64>)>, WeightsError> {
         let mut all = Vec::new();
         let mut record = |name: &str,
                           build: &dyn Fn(&mut Weights) -> Result<(), WeightsError>|
-         -> Result<(), BundleError> {
+         -> Result<(), WeightsError> {
             let mut w = Weights::recorder(name);
             build(&mut w)?;
             for (key, shape) in w.finish()? {

@@ -12,8 +12,8 @@ use tch::{Kind, Tensor};
 
 use super::appearance::ConvNormRelu;
 use super::config::WarpingConfig;
-use super::layers::{BatchNorm, Conv, ConvSpec};
-use super::weights::{Weights, WeightsError};
+use crate::nn::layers::{BatchNorm, Conv, ConvSpec};
+use crate::nn::weights::{Weights, WeightsError};
 
 type Result<T> = std::result::Result<T, WeightsError>;
 
@@ -154,7 +154,7 @@ pub struct WarpingModule {
     dense: DenseMotion,
     third: ConvNormRelu,
     fourth: Conv,
-    /// What the convolutions compute in (see [`super::precision`]).
+    /// What the convolutions compute in (see [`crate::core::precision`]).
     kind: Kind,
 }
 

@@ -35,6 +35,12 @@ pub enum WeightsError {
         found: Kind,
         expected: &'static str,
     },
+    #[error("{file}: tensor {key} {detail}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        detail: String,
+    },
     #[error(
         "{file}: {count} tensor(s) that this network does not have, e.g. {first} \
          (a file for another network or another size?)"
@@ -135,6 +141,21 @@ impl Weights {
         Ok(self.take(key, shape)?.to_kind(kind))
     }
 
+    /// The float tensor `key`, which must have `shape`, as `f32` values on the host (for
+    /// tables such as a diffusion schedule). When recording shapes: zeros.
+    pub fn take_values(&mut self, key: &str, shape: &[i64]) -> Result<Vec<f32>, WeightsError> {
+        let tensor = self.take(key, shape)?;
+        if self.is_recording() {
+            return Ok(vec![0.0; tensor.numel()]);
+        }
+        host_values(&tensor, &self.file, key)
+    }
+
+    /// Whether this only records the shapes asked for (no tensors behind it).
+    pub fn is_recording(&self) -> bool {
+        self.tensors.is_none()
+    }
+
     /// The boolean tensor `key` (a mask buffer), which must have `shape`, on the device.
     pub fn take_bool(&mut self, key: &str, shape: &[i64]) -> Result<Tensor, WeightsError> {
         let tensor = self.take_checked(key, shape, Kind::Bool, "a bool mask")?;
@@ -228,4 +249,31 @@ impl Weights {
         }
         Ok(self.recorded)
     }
+}
+
+/// The values of tensor `key` of `file` as `f32` on the host. A tensor that cannot be
+/// read back is an error naming it, never an empty table.
+pub fn host_values(tensor: &Tensor, file: &Path, key: &str) -> Result<Vec<f32>, WeightsError> {
+    let values = tensor
+        .f_to_device(Device::Cpu)
+        .and_then(|t| t.f_to_kind(Kind::Float))
+        .and_then(|t| t.f_flatten(0, -1))
+        .and_then(|t| Vec::<f32>::try_from(&t))
+        .map_err(|err| WeightsError::Invalid {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            detail: format!("cannot be read back ({err})"),
+        })?;
+    if values.len() != tensor.numel() {
+        return Err(WeightsError::Invalid {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            detail: format!(
+                "gave {} values for {} elements",
+                values.len(),
+                tensor.numel()
+            ),
+        });
+    }
+    Ok(values)
 }

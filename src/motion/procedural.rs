@@ -1,0 +1,285 @@
+//! Motion that several sources share, made without a network: blinks, head motion
+//! coupled to speech activity, and the rule that brings the lips to rest in silence.
+//! Random parts draw from the caller's generator, so a source seeded per stream
+//! replays identically.
+
+use crate::core::level_db;
+use crate::core::random::SplitMix64 as Random;
+
+/// Blinks: median interval and spread (log-normal), and duration range, in seconds.
+const BLINK_MEDIAN_S: f64 = 3.4;
+const BLINK_SPREAD: f64 = 0.45;
+const BLINK_MIN_INTERVAL_S: f64 = 1.2;
+const BLINK_DURATION_S: (f64, f64) = (0.13, 0.26);
+/// A pause in speech starts a blink with this probability, if the last one is this old.
+const PAUSE_BLINK_CHANCE: f64 = 0.3;
+const PAUSE_BLINK_AFTER_S: f64 = 2.0;
+
+/// Head motion: amplitude (radians / IOD) while speaking, and the share kept in silence.
+const YAW_SPEAKING: f64 = 0.05;
+const PITCH_SPEAKING: f64 = 0.035;
+const ROLL_SPEAKING: f64 = 0.035;
+const SHIFT_SPEAKING: f64 = 0.025;
+const IDLE_SHARE: f64 = 0.35;
+/// How far a full nod tips the head, in radians of pitch.
+const NOD_PITCH: f64 = 0.04;
+/// Time constant of the head's random drift, seconds.
+const HEAD_TIME_CONSTANT_S: f64 = 1.1;
+/// Time constant with which a change of the `head-motion` control eases in, seconds.
+const HEAD_SCALE_EASE_S: f64 = 0.5;
+
+/// Eyelid blinks at a natural rate (about 18 a minute), more often at pauses in speech.
+#[derive(Debug, Clone)]
+pub struct Blinks {
+    next_blink: f64,
+    /// The blink under way: (start, length) in seconds.
+    blink: Option<(f64, f64)>,
+    count: u64,
+}
+
+impl Blinks {
+    /// Draws the time of the first blink from `random`.
+    pub fn new(random: &mut Random) -> Self {
+        Self {
+            next_blink: 0.6 + random.uniform_open() * 2.0,
+            blink: None,
+            count: 0,
+        }
+    }
+
+    /// Blinks started so far (for tests and statistics).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The lid closure (0 open .. 1 closed) at `time` seconds into the stream, given
+    /// whether speech is just pausing (people blink at phrase ends more than
+    /// elsewhere).
+    pub fn step(&mut self, time: f64, starting_to_pause: bool, random: &mut Random) -> f64 {
+        let since_last = self.blink.map_or(f64::INFINITY, |(start, _)| time - start);
+        if self
+            .blink
+            .is_none_or(|(start, length)| time > start + length)
+            && (time >= self.next_blink
+                || (starting_to_pause
+                    && since_last > PAUSE_BLINK_AFTER_S
+                    && random.uniform_open() < PAUSE_BLINK_CHANCE))
+        {
+            let length = BLINK_DURATION_S.0
+                + (BLINK_DURATION_S.1 - BLINK_DURATION_S.0) * random.uniform_open();
+            self.blink = Some((time, length));
+            self.count += 1;
+            let interval = (BLINK_MEDIAN_S.ln() + BLINK_SPREAD * random.gaussian()).exp();
+            self.next_blink = time + interval.max(BLINK_MIN_INTERVAL_S);
+        }
+        self.blink
+            .map_or(0.0, |(start, length)| lid_closure((time - start) / length))
+    }
+}
+
+/// Lid closure through a blink (`phase` 0..1): a quick close (35%), a short hold, a
+/// slower reopening, each eased.
+fn lid_closure(phase: f64) -> f64 {
+    if !(0.0..1.0).contains(&phase) {
+        return 0.0;
+    }
+    if phase < 0.35 {
+        smoothstep(phase / 0.35)
+    } else if phase < 0.45 {
+        1.0
+    } else {
+        1.0 - smoothstep((phase - 0.45) / 0.55)
+    }
+}
+
+/// Hermite ease from 0 to 1 over `x` in 0..1.
+pub fn smoothstep(x: f64) -> f64 {
+    x * x * (3.0 - 2.0 * x)
+}
+
+/// An Ornstein-Uhlenbeck process: smooth, mean-reverting drift of unit variance.
+#[derive(Debug, Clone, Copy, Default)]
+struct Drift {
+    value: f64,
+}
+
+impl Drift {
+    fn step(&mut self, dt: f64, random: &mut Random) -> f64 {
+        let theta = 1.0 / HEAD_TIME_CONSTANT_S;
+        let decay = (-theta * dt).exp();
+        self.value = self.value * decay + (1.0 - decay * decay).sqrt() * random.gaussian();
+        self.value
+    }
+}
+
+/// The head's pose in one frame: rotation in radians, translation in inter-ocular
+/// distances (the signs of [`crate::core::FaceMotion`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadPose {
+    pub yaw: f32,
+    pub pitch: f32,
+    pub roll: f32,
+    pub shift_x: f32,
+    pub shift_y: f32,
+}
+
+/// Head motion like a listener's or a speaker's: a smooth random drift in yaw, pitch,
+/// roll and position, livelier while speaking, with nods on emphasis, scaled by the
+/// `head-motion` control (eased in, never jumping).
+#[derive(Debug, Clone)]
+pub struct HeadMotion {
+    drift: [Drift; 5],
+    /// Smoothed head-motion scale.
+    scale: f64,
+}
+
+impl Default for HeadMotion {
+    fn default() -> Self {
+        Self {
+            drift: [Drift::default(); 5],
+            scale: f64::NAN,
+        }
+    }
+}
+
+impl HeadMotion {
+    /// Eases the scale towards the `head-motion` control over `dt` seconds; returns it.
+    pub fn ease_scale(&mut self, control: f32, dt: f64) -> f64 {
+        let target = f64::from(control.clamp(0.0, 2.0));
+        if self.scale.is_nan() {
+            self.scale = target;
+        }
+        self.scale += (target - self.scale) * (1.0 - (-dt / HEAD_SCALE_EASE_S).exp());
+        self.scale
+    }
+
+    /// The pose after `dt` more seconds, given how much the person is speaking (0..1)
+    /// and nodding (0..1). Call [`HeadMotion::ease_scale`] first in each frame.
+    pub fn step(&mut self, dt: f64, speaking: f64, nod: f64, random: &mut Random) -> HeadPose {
+        let liveliness = (IDLE_SHARE + (1.0 - IDLE_SHARE) * speaking) * self.scale;
+        let mut drift = [0.0; 5];
+        for (value, process) in drift.iter_mut().zip(self.drift.iter_mut()) {
+            *value = process.step(dt, random);
+        }
+        HeadPose {
+            yaw: (drift[0] * YAW_SPEAKING * liveliness) as f32,
+            pitch: ((drift[1] * PITCH_SPEAKING + nod * NOD_PITCH) * liveliness) as f32,
+            roll: (drift[2] * ROLL_SPEAKING * liveliness) as f32,
+            shift_x: (drift[3] * SHIFT_SPEAKING * liveliness) as f32,
+            shift_y: (drift[4] * SHIFT_SPEAKING * 0.6 * liveliness) as f32,
+        }
+    }
+}
+
+/// The silence rule of the neural (keypoint) motion sources: once the last 60 ms are
+/// quieter than -45 dBFS the lips go to rest (the portrait's own mouth) within about
+/// 120 ms, and come back as quickly when sound returns, whatever the network does.
+#[derive(Debug, Clone)]
+pub struct LipRest {
+    /// 0 while speaking .. 1 at rest.
+    rest: f32,
+}
+
+/// Below this level (dBFS over the last `LIP_REST_SPAN` samples) a frame is silent.
+const LIP_REST_SILENCE_DB: f32 = -45.0;
+/// How much audio must be silent before the lips go to rest (60 ms at 16 kHz).
+pub const LIP_REST_SPAN: usize = 960;
+/// Share of the way to rest (or back) the lips go per 40 ms.
+const LIP_REST_RATE: f32 = 0.6;
+/// The span `LIP_REST_RATE` is given for, in samples (40 ms).
+const LIP_REST_RATE_SPAN: f32 = 640.0;
+
+impl Default for LipRest {
+    fn default() -> Self {
+        // A stream starts with the lips at rest.
+        Self { rest: 1.0 }
+    }
+}
+
+impl LipRest {
+    /// The rest share after a frame of `frame_len` samples whose last `LIP_REST_SPAN`
+    /// samples (the frame's end and what came before it) are `recent`.
+    pub fn step(&mut self, recent: &[f32], frame_len: usize) -> f32 {
+        let target = if level_db(recent) < LIP_REST_SILENCE_DB {
+            1.0
+        } else {
+            0.0
+        };
+        let step = (LIP_REST_RATE * frame_len as f32 / LIP_REST_RATE_SPAN).min(1.0);
+        self.rest += (target - self.rest) * step;
+        self.rest
+    }
+
+    /// Whether the silence rule currently holds the lips mostly at rest.
+    pub fn resting(&self) -> bool {
+        self.rest > 0.5
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blinks_are_natural_in_rate_and_length() {
+        let mut random = Random(7);
+        let mut blinks = Blinks::new(&mut random);
+        let dt = 0.04;
+        let mut closed_runs = Vec::new();
+        let mut run = 0;
+        for i in 0..(600.0 / dt) as usize {
+            let lid = blinks.step((i + 1) as f64 * dt, false, &mut random);
+            if lid > 0.5 {
+                run += 1;
+            } else if run > 0 {
+                closed_runs.push(run);
+                run = 0;
+            }
+        }
+        let per_minute = blinks.count() as f64 / 10.0;
+        assert!(
+            (10.0..=25.0).contains(&per_minute),
+            "{per_minute} blinks per minute"
+        );
+        // Mostly-closed part of a 130-260 ms blink: 1-4 frames at 25 fps.
+        assert!(
+            closed_runs.iter().all(|&r| (1..=4).contains(&r)),
+            "{closed_runs:?}"
+        );
+    }
+
+    #[test]
+    fn the_head_is_still_at_zero_scale_and_livelier_while_speaking() {
+        let energy = |speaking: f64, scale: f32| {
+            let mut random = Random(5);
+            let mut head = HeadMotion::default();
+            let poses: Vec<HeadPose> = (0..1500)
+                .map(|_| {
+                    head.ease_scale(scale, 0.04);
+                    head.step(0.04, speaking, 0.0, &mut random)
+                })
+                .collect();
+            poses
+                .windows(2)
+                .map(|w| f64::from((w[1].yaw - w[0].yaw).abs() + (w[1].roll - w[0].roll).abs()))
+                .sum::<f64>()
+        };
+        assert_eq!(energy(1.0, 0.0), 0.0);
+        assert!(energy(1.0, 1.0) > 1.8 * energy(0.0, 1.0));
+    }
+
+    #[test]
+    fn lips_rest_within_120_ms_of_silence_and_return_as_fast() {
+        let mut rest = LipRest::default();
+        let loud = vec![0.3f32; LIP_REST_SPAN];
+        let quiet = vec![0.0f32; LIP_REST_SPAN];
+        for _ in 0..3 {
+            rest.step(&loud, 640);
+        }
+        assert!(!rest.resting());
+        for _ in 0..3 {
+            rest.step(&quiet, 640);
+        }
+        assert!(rest.resting());
+    }
+}
