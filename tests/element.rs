@@ -9,6 +9,19 @@ use gst_video::prelude::*;
 
 const SMALL_RGBA: &str = "video/x-raw,format=RGBA,width=64,height=64,framerate=25/1";
 
+/// Pushes a serialized marker event and waits until it comes out of the element: every
+/// frame the audio pushed before it allows has been made by then.
+fn wait_for_marker(h: &mut gst_check::Harness) {
+    let marker = gst::Structure::new_empty("test-marker");
+    assert!(h.push_event(gst::event::CustomDownstream::new(marker)));
+    loop {
+        let event = h.pull_event().expect("the marker comes out");
+        if event.structure().is_some_and(|s| s.name() == "test-marker") {
+            return;
+        }
+    }
+}
+
 fn caps_of(h: &mut gst_check::Harness) -> gst::Caps {
     h.sinkpad().unwrap().current_caps().expect("negotiated")
 }
@@ -176,21 +189,14 @@ fn frames_wait_for_lookahead_and_eos_flushes_the_rest() {
     h.element().unwrap().set_property("latency", 200u32);
     // 1 s of audio: with 200 ms lookahead frames up to 0.8 s can be made...
     push_audio(&mut h, &test_tone(16_000), 0, 800);
+    // A marker after the audio: the task forwards it in order, once it has made every
+    // frame it can from the audio before it.
+    wait_for_marker(&mut h);
     let mut early = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while early.len() < 20 && std::time::Instant::now() < deadline {
-        if let Some(buffer) = h.try_pull() {
-            early.push(buffer);
-        } else {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+    while let Some(buffer) = h.try_pull() {
+        early.push(buffer);
     }
     assert_eq!(early.len(), 20, "frames whose audio and lookahead are in");
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(
-        h.try_pull().is_none(),
-        "a frame was made without its lookahead"
-    );
     // ...and EOS brings the last 5.
     h.push_event(gst::event::Eos::new());
     let rest = pull_until_eos(&mut h);
@@ -552,5 +558,41 @@ fn backpressure_bounds_the_queue() {
     assert!(
         taken_seconds < 2.0,
         "element swallowed {taken_seconds} s of audio"
+    );
+}
+
+#[test]
+fn downstream_renegotiating_the_frame_rate_mid_stream_drops_and_doubles_nothing() {
+    let mut h = harness(
+        &astronaut(),
+        "video/x-raw,format=RGBA,width=64,height=64,framerate=25/1",
+    );
+    let tone = test_tone(16_000);
+    // 0.5 s: with the default 100 ms lookahead, the first 10 frames can be made.
+    push_audio(&mut h, &tone[..8_000], 0, 800);
+    wait_for_marker(&mut h);
+    let mut frames: Vec<gst::Buffer> = (0..10).map(|_| h.pull().unwrap()).collect();
+    assert!(h.try_pull().is_none());
+    assert_eq!(video_info(&mut h).fps(), gst::Fraction::new(25, 1));
+    // Downstream now wants 30 fps: the rest of the stream comes at that rate.
+    h.set_sink_caps_str("video/x-raw,format=RGBA,width=64,height=64,framerate=30/1");
+    push_audio(&mut h, &tone[8_000..], 500_000_000, 800);
+    h.push_event(gst::event::Eos::new());
+    frames.extend(pull_until_eos(&mut h));
+    assert_eq!(video_info(&mut h).fps(), gst::Fraction::new(30, 1));
+    // 0.4 s at 25 fps, then the remaining 0.6 s at 30 fps: 10 + 18 frames.
+    assert_eq!(frames.len(), 28);
+    for (i, pair) in frames.windows(2).enumerate() {
+        let end = pair[0].pts().unwrap() + pair[0].duration().unwrap();
+        assert_eq!(end, pair[1].pts().unwrap(), "frame {i} to {}", i + 1);
+        assert_eq!(pair[0].offset() + 1, pair[1].offset());
+    }
+    assert_eq!(frames[9].duration().unwrap().nseconds(), 40_000_000);
+    assert_eq!(frames[10].pts().unwrap().nseconds(), 400_000_000);
+    assert_eq!(frames[10].duration().unwrap().nseconds(), 33_333_333);
+    let last = frames.last().unwrap();
+    assert_eq!(
+        (last.pts().unwrap() + last.duration().unwrap()).nseconds(),
+        1_000_000_000
     );
 }

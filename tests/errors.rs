@@ -174,10 +174,59 @@ fn model_bundle_with_a_damaged_weight_file() {
     );
 }
 
+/// A closed set of values is a GLib enum: a value outside it is refused where the
+/// pipeline is described, naming the property and the value.
+fn refused_value(property: &str, value: &str) {
+    init();
+    let err = gst::parse::launch(&format!(
+        "audiotestsrc ! vasafacegen {property}={value} ! fakesink"
+    ))
+    .err()
+    .unwrap_or_else(|| panic!("{property}={value} was accepted"));
+    assert_mentions(&err.to_string(), &[property, value]);
+}
+
 #[test]
 fn unknown_precision() {
-    let error = error_with(&format!("image={} precision=float8", astronaut().display()));
-    assert_mentions(&error, &["unknown precision \"float8\"", "bfloat16"]);
+    refused_value("precision", "float8");
+}
+
+#[test]
+fn unknown_motion_source_or_blinks() {
+    refused_value("motion", "sadtalker");
+    refused_value("blinks", "never");
+}
+
+#[test]
+fn joyvasa_motion_without_a_bundle() {
+    let error = error_with(&format!("image={} motion=joyvasa", astronaut().display()));
+    assert_mentions(
+        &error,
+        &[
+            "motion=joyvasa",
+            "model=builtin",
+            "--motion-generator",
+            "motion=builtin",
+        ],
+    );
+}
+
+#[test]
+fn joyvasa_motion_with_a_bundle_that_has_no_generator() {
+    let error = error_with(&format!(
+        "image={} model={} motion=joyvasa",
+        astronaut().display(),
+        fixture_bundle().display()
+    ));
+    assert_mentions(
+        &error,
+        &[
+            "motion=joyvasa",
+            &fixture_bundle().display().to_string(),
+            "no JoyVASA motion generator",
+            "it holds none",
+        ],
+    );
 }
 
 #[test]

@@ -230,3 +230,106 @@ fn a_joyvasa_bundle_renders_speech_to_mp4() {
     assert_eq!(video.buffers, 10, "{video:?}");
     assert_eq!(video.end_ns - video.first_ns, 2_000_000_000, "{video:?}");
 }
+
+#[test]
+fn the_motion_property_chooses_the_source_whatever_the_bundle_holds() {
+    let (bundle, device) = (bundle(), Device::Cpu);
+    let auto = Engine::new(&EngineSpec::bundle(&bundle, MotionChoice::Auto, device)).unwrap();
+    assert_eq!(auto.motion_name(), "joyvasa");
+    // The builtin motion drawn by LivePortrait from a bundle that also holds a generator.
+    let mut builtin =
+        Engine::new(&EngineSpec::bundle(&bundle, MotionChoice::Builtin, device)).unwrap();
+    assert_eq!(builtin.motion_name(), "builtin");
+    assert_eq!(builtin.renderer_name(), "the LivePortrait renderer");
+    let audio = floats(&speech_clip(0.4, 0.4));
+    let motions = gstvasafacegen::engine::offline::face_motions(
+        &mut builtin,
+        &audio,
+        FrameRate::new(25, 1).unwrap(),
+        1600,
+        0,
+    )
+    .unwrap();
+    assert_eq!(motions.len(), 10);
+    // Without a bundle `auto` is the builtin pair.
+    let plain = Engine::new(&EngineSpec::builtin(device)).unwrap();
+    assert_eq!(
+        (plain.motion_name(), plain.renderer_name()),
+        ("builtin", "the builtin warp renderer")
+    );
+}
+
+#[test]
+fn a_renderer_that_cannot_draw_the_motion_is_refused_naming_both() {
+    let source = engine(1, 2);
+    let warp = gstvasafacegen::render::warp::WarpRenderer::new(Device::Cpu);
+    let err = Engine::pair(Box::new(source), Box::new(warp))
+        .err()
+        .expect("keypoint motion cannot be warped")
+        .to_string();
+    for needle in [
+        "\"joyvasa\"",
+        "LivePortrait keypoint motion",
+        "the builtin warp renderer",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
+#[test]
+fn procedural_blinks_go_over_the_generated_motion_unchanged() {
+    let audio = floats(&speech_clip(0.4, 5.0));
+    let run = |blinks| {
+        let mut source = source_with(6, 2, blinks);
+        let lookahead = source.lookahead_samples(1600, false);
+        drive(&mut source, &audio, 25, lookahead)
+    };
+    let generated = run(BlinkSource::Auto);
+    let blinking = run(BlinkSource::Procedural);
+    assert!(generated.iter().all(|m| m.blink.is_none()));
+    // The generated motion is the same: the blinks draw from a random stream of their own.
+    for (a, b) in generated.iter().zip(&blinking) {
+        assert_eq!((a.current, a.reference), (b.current, b.reference));
+    }
+    let lids: Vec<f32> = blinking.iter().map(|m| m.blink.unwrap()).collect();
+    // About 18 blinks a minute, the first within 2.6 s: at least one in 5 s, closed at
+    // its middle, open most of the time.
+    assert!(lids.iter().any(|&l| l > 0.9), "{lids:?}");
+    assert!(lids.iter().filter(|&&l| l == 0.0).count() > 100, "{lids:?}");
+
+    // Drawn: a closed lid changes the eyes, an open one leaves the generated face.
+    let renderer = || {
+        gstvasafacegen::render::liveportrait::LivePortraitRenderer::new(
+            &Bundle::open(&bundle()).unwrap(),
+            Device::Cpu,
+            gstvasafacegen::core::Precision::Float32,
+        )
+        .unwrap()
+    };
+    use gstvasafacegen::render::{Renderer, SourceHints};
+    let mut renderer = renderer();
+    let source = renderer
+        .source_preparer()
+        .prepare(
+            gstvasafacegen::portrait::Portrait::load(&astronaut()).unwrap(),
+            &SourceHints::default(),
+        )
+        .unwrap();
+    let size = gstvasafacegen::core::FrameSize {
+        width: 128,
+        height: 128,
+    };
+    let mut with = |blink| {
+        let motion = KeypointMotion {
+            blink,
+            ..generated[10]
+        };
+        renderer
+            .render(&Motion::Keypoints(motion), &source, size)
+            .unwrap()
+    };
+    let (as_generated, open, closed) = (with(None), with(Some(0.0)), with(Some(1.0)));
+    assert!(as_generated.equal(&open));
+    let moved = (&closed - &as_generated).abs().max().double_value(&[]);
+    assert!(moved > 1e-3, "a closed lid changed nothing ({moved})");
+}

@@ -47,9 +47,55 @@ fn generator(variant: &str) -> MotionGenerator {
         _ => PositionalEncoding::Bug,
     };
     assert_eq!(generator.config.positional_encoding, expected);
-    // The official loader always builds 8 layers; the fixture's args say 6.
-    assert_eq!(generator.denoiser.layer_count(), 8);
+    // The official loader always builds the same number of layers, whatever the
+    // checkpoint's args say; the set records how many.
+    let layers = config()["implicit_defaults"]["DenoisingNetwork"]["n_layers"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(generator.denoiser.layer_count() as u64, layers);
     generator
+}
+
+/// A number from the fixture set's config, by its path of keys.
+fn number(path: &[&str]) -> f64 {
+    let config = config();
+    let mut value = &config;
+    for key in path {
+        value = match key.parse::<usize>() {
+            Ok(index) => &value[index],
+            Err(_) => &value[*key],
+        };
+    }
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("config.json has no number at {path:?}"))
+}
+
+/// The constructor's sizes, as the fixture set records them.
+fn sizes() -> (i64, i64, i64, i64) {
+    let size = |name| number(&["constructor_call", name]) as i64;
+    (
+        size("n_motions"),
+        size("n_prev_motions"),
+        size("feature_dim"),
+        size("motion_feat_dim"),
+    )
+}
+
+/// The reference pipeline's motion frame rate and classifier-free guidance scale.
+fn fps() -> i64 {
+    number(&["pipeline", "fps"]) as i64
+}
+
+fn cfg_scale() -> f64 {
+    number(&["sampling", "cfg_scale"])
+}
+
+/// How many windows the reference's two-window run recorded.
+fn recorded_windows(io: &HashMap<String, Tensor>) -> usize {
+    (0..)
+        .take_while(|i| io.contains_key(&format!("window{i}_audio_feat")))
+        .count()
 }
 
 fn config() -> serde_json::Value {
@@ -96,13 +142,15 @@ fn encoder() -> AudioEncoder {
     encoder
 }
 
-/// The reference pipeline's windows: 1280 zeros before the audio, 640 after, then
-/// zero-padded to whole windows of n_motions frames (640 samples each at 25 fps).
+/// The reference pipeline's windows: `audio_pre_pad` zeros before and after the audio,
+/// then zero-padded to whole windows of n_motions frames of `audio_unit` samples.
 fn windows(waveform: &Tensor, n_motions: i64) -> Vec<Tensor> {
-    let padded = waveform.constant_pad_nd([1280, 640]);
+    let pad = |i: usize| number(&["pipeline", "audio_pre_pad", &i.to_string()]) as i64;
+    let unit = number(&["pipeline", "audio_unit"]) as i64;
+    let padded = waveform.constant_pad_nd([pad(0), pad(1)]);
     let len = padded.size()[0];
-    let window = n_motions * 640;
-    let frames = (len as f64 / 16000.0 * 25.0) as i64;
+    let window = n_motions * unit;
+    let frames = (len as f64 / 16000.0 * fps() as f64) as i64;
     let count = (frames + n_motions - 1) / n_motions;
     let whole = padded.constant_pad_nd([0, count * window - len]);
     (0..count)
@@ -115,24 +163,22 @@ fn hubert_features_hidden_states_and_projected_features() {
     let _g = tch::no_grad_guard();
     let io = io();
     let encoder = encoder();
-    let n_motions = config()["constructor_call"]["n_motions"].as_i64().unwrap();
+    let (n_motions, ..) = sizes();
     let windows = windows(&io["waveform"], n_motions);
-    assert_eq!(windows.len(), 2);
-    let conv_atol = [3e-5, 4e-5];
-    let hidden_atol = [6e-5, 5e-5];
+    assert_eq!(windows.len(), recorded_windows(&io));
     for (i, audio) in windows.iter().enumerate() {
-        let out = encoder.forward(audio, n_motions, 25);
+        let out = encoder.forward(audio, n_motions, fps());
         check(
             &format!("window{i}_hubert_conv_features"),
             &out.conv,
             &io[&format!("window{i}_hubert_conv_features")],
-            conv_atol[i],
+            4e-5,
         );
         check(
             &format!("window{i}_hubert_last_hidden_state"),
             &out.hidden,
             &io[&format!("window{i}_hubert_last_hidden_state")],
-            hidden_atol[i],
+            6e-5,
         );
         check(
             &format!("window{i}_audio_feat"),
@@ -180,8 +226,9 @@ fn denoiser_call_conditional_and_null_branch_for_both_position_encodings() {
         let step = Tensor::cat(&[&io["denoise_step"], &io["denoise_step"]], 0);
         let te = generator.denoiser.step_embedding_input(&step);
         assert_eq!(te, io["denoise_te"], "diffusion-step table rows");
+        let (n_motions, n_prev, feature_dim, _) = sizes();
         let audio = &io["window0_audio_feat"];
-        let null = io["null_audio_feat"].expand([1, 100, 32], false);
+        let null = io["null_audio_feat"].expand([1, n_motions, feature_dim], false);
         let twice = |t: &Tensor| Tensor::cat(&[t, t], 0);
         let out = generator.denoiser.forward(
             &twice(&io["denoise_x_t"]),
@@ -196,9 +243,9 @@ fn denoiser_call_conditional_and_null_branch_for_both_position_encodings() {
             &expected["denoise_out"],
             5e-6,
         );
-        let tail = out.narrow(1, 10, 100);
+        let tail = out.narrow(1, n_prev, n_motions);
         let (unconditional, conditional) = (tail.narrow(0, 0, 1), tail.narrow(0, 1, 1));
-        let target = &unconditional + (&conditional - &unconditional) * 2.8;
+        let target = &unconditional + (&conditional - &unconditional) * cfg_scale();
         check(
             &format!("{variant} denoise_cfg_target"),
             &target,
@@ -220,7 +267,7 @@ fn check_motion(prefix: &str, frames: &[FrameMotion], expected: &HashMap<String,
     let yaw = field(frames, |f| vec![f.yaw]);
     let roll = field(frames, |f| vec![f.roll]);
     if prefix == "final" {
-        let exp = field(frames, |f| f.exp.to_vec()).view([n, 21, 3]);
+        let exp = field(frames, |f| f.exp.to_vec()).view([n, -1, 3]);
         check("final_exp", &exp, &expected["final_exp"], 1e-6);
     }
     let atol = |name: &str| match (prefix, name) {
@@ -253,13 +300,14 @@ fn check_motion(prefix: &str, frames: &[FrameMotion], expected: &HashMap<String,
 fn two_window_sampling_and_final_motion_for_both_position_encodings() {
     let _g = tch::no_grad_guard();
     let io = io();
-    let n_motions = config()["constructor_call"]["n_motions"].as_i64().unwrap();
+    let (n_motions, _, _, motion_feat_dim) = sizes();
     let windows = windows(&io["waveform"], n_motions);
+    assert_eq!(windows.len(), recorded_windows(&io));
     for variant in ["fixed", "bug"] {
         let generator = generator(variant);
         let expected = variant_io(variant);
         let steps = generator.schedule.steps();
-        assert_eq!(steps, 20);
+        assert_eq!(steps as f64, number(&["constructor_call", "n_diff_steps"]));
         let motion_at_t = &io["noise_motion_at_T"];
         let mut context = WindowContext {
             motion: generator.start_context().motion.shallow_clone(),
@@ -274,8 +322,14 @@ fn two_window_sampling_and_final_motion_for_both_position_encodings() {
                 asked.push(t);
                 noise.get((steps - t) as i64)
             };
-            let motion =
-                generator.sample_window(&features, &context, motion_at_t, steps, 2.8, &mut z);
+            let motion = generator.sample_window(
+                &features,
+                &context,
+                motion_at_t,
+                steps,
+                cfg_scale(),
+                &mut z,
+            );
             // The reference draws noise for t = T..2, none for the last step.
             assert_eq!(asked, (2..=steps).rev().collect::<Vec<_>>());
             check(
@@ -313,7 +367,7 @@ fn two_window_sampling_and_final_motion_for_both_position_encodings() {
         );
         let rows: Vec<f32> = Vec::try_from(coef.to_kind(Kind::Float).flatten(0, -1)).unwrap();
         let denormalised: Vec<FrameMotion> = rows
-            .chunks(70)
+            .chunks(motion_feat_dim as usize)
             .map(|row| generator.template.denormalise(row))
             .collect();
         check_motion("final", &denormalised, &expected);
@@ -363,17 +417,35 @@ fn official_motion_generator_builds_with_the_official_shapes() {
 fn fewer_sampling_steps_visit_an_even_subset_ending_at_one() {
     let generator = generator("fixed");
     let schedule = &generator.schedule;
-    assert_eq!(schedule.timesteps(20), (1..=20).rev().collect::<Vec<_>>());
+    let total = schedule.steps();
+    assert_eq!(total as f64, number(&["constructor_call", "n_diff_steps"]));
     assert_eq!(
-        schedule.timesteps(10),
-        vec![20, 18, 16, 14, 12, 10, 8, 6, 4, 2]
+        schedule.timesteps(total),
+        (1..=total).rev().collect::<Vec<_>>()
     );
-    assert_eq!(schedule.timesteps(1), vec![20]);
-    assert_eq!(schedule.timesteps(500), schedule.timesteps(20));
-    // A skip of one step uses the same formula as the stored coefficients.
-    let direct = schedule.coefficients(5, 4);
-    assert!(direct.c0 > 0.0 && direct.c1 > 0.0 && direct.sigma > 0.0);
+    for count in 1..total {
+        let visited = schedule.timesteps(count);
+        assert_eq!(visited.len(), count, "{count} steps: {visited:?}");
+        assert_eq!(visited[0], total, "{count} steps start at T: {visited:?}");
+        // Evenly spread, down to a last step of at most one span.
+        let span = total as f64 / count as f64;
+        for pair in visited.windows(2) {
+            let gap = (pair[0] - pair[1]) as f64;
+            assert!((gap - span).abs() <= 1.0, "{count} steps: {visited:?}");
+        }
+        assert!(
+            *visited.last().unwrap() as f64 <= span.ceil(),
+            "{visited:?}"
+        );
+    }
+    assert_eq!(schedule.timesteps(1), vec![total]);
+    assert_eq!(schedule.timesteps(total * 25), schedule.timesteps(total));
+    if total >= 2 {
+        // A skip of one step uses the same formula as the stored coefficients.
+        let direct = schedule.coefficients(total, total - 1);
+        assert!(direct.c0 > 0.0 && direct.c1 > 0.0 && direct.sigma > 0.0);
+    }
     // Jumping to 0 takes the clean estimate exactly: c0 = 0, c1 = 1, no noise.
-    let last = schedule.coefficients(2, 0);
+    let last = schedule.coefficients(total.min(2), 0);
     assert!(last.c0.abs() < 1e-6 && (last.c1 - 1.0).abs() < 1e-6 && last.sigma.abs() < 1e-6);
 }

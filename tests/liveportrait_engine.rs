@@ -137,7 +137,9 @@ fn a_bfloat16_engine_draws_nearly_the_float32_frame_from_weights_of_its_own() {
         .double_value(&[]);
     eprintln!("mean |bfloat16 - float32| over the frame: {mean:.2e}");
     // The fixture's chaotic random generator (see liveportrait_parity.rs) magnifies
-    // bfloat16's rounding; this bounds the mean over the frame, background included.
+    // bfloat16's rounding; this bounds the mean over the frame, background included
+    // (measured 8.3e-4, also with the convolutions widened where the CPU has no bfloat16
+    // instructions).
     assert!(mean < 3e-3, "mean |bfloat16 - float32| {mean}");
     assert!(mean > 0.0, "the bfloat16 engine drew in float32");
 }

@@ -36,9 +36,18 @@ struct Args {
     /// Frames per second (default: the element's, 25).
     #[arg(long)]
     fps: Option<u32>,
-    /// Animation engine (vasafacegen's model property).
+    /// Renderer weights (vasafacegen's model property): builtin, or a model bundle.
     #[arg(long, default_value = "builtin")]
     model: String,
+    /// Motion source: auto (the bundle's generator if it has one), builtin or joyvasa.
+    #[arg(long, default_value = "auto")]
+    motion: String,
+    /// Blinks: auto (the motion source's own) or procedural.
+    #[arg(long, default_value = "auto")]
+    blinks: String,
+    /// Number format of a neural renderer: float32, bfloat16 or float16 (CUDA).
+    #[arg(long, default_value = "float32")]
+    precision: String,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -106,7 +115,8 @@ fn pipeline_description(args: &Args) -> Result<String, String> {
     Ok(format!(
         "filesrc location={audio} ! decodebin ! tee name=t \
          t. ! queue ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 \
-         ! vasafacegen name=face image={image} model={model} device={device} seed={seed} \
+         ! vasafacegen name=face image={image} model={model} motion={motion} blinks={blinks} \
+           precision={precision} device={device} seed={seed} \
          {size_filter}! videoconvert ! video/x-raw,format=I420 ! x264enc bframes=0 ! queue \
          ! {muxer} name=mux ! filesink location={out} \
          t. ! queue max-size-time=0 max-size-bytes=0 max-size-buffers=0 \
@@ -114,6 +124,9 @@ fn pipeline_description(args: &Args) -> Result<String, String> {
         audio = quoted(&args.audio.to_string_lossy()),
         image = quoted(&args.image.to_string_lossy()),
         model = quoted(&args.model),
+        motion = quoted(&args.motion),
+        blinks = quoted(&args.blinks),
+        precision = quoted(&args.precision),
         device = quoted(&args.device),
         seed = args.seed,
         out = quoted(&args.out.to_string_lossy()),

@@ -13,7 +13,7 @@ pub enum DeviceRequest {
     Cuda(usize),
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DeviceError {
     #[error(
         "unsupported device \"{0}\": use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" (N = GPU index)"

@@ -127,7 +127,7 @@ pub struct FaceAnalysis {
     pub source: FaceSource,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum FaceError {
     #[error(
         "no face found in portrait \"{}\" ({width}x{height}): use a frontal photo where the face \

@@ -19,6 +19,12 @@ pub struct Conv {
     padding: Vec<i64>,
     dilation: Vec<i64>,
     groups: i64,
+    /// bfloat16 on a CPU without bfloat16 instructions: the weights hold bfloat16 values
+    /// in float32, and the convolution computes in float32 on the bfloat16 input and
+    /// rounds its result to bfloat16, which is what a native bfloat16 convolution does
+    /// (it accumulates in float32), at float32's speed instead of libtorch's
+    /// element-by-element emulation (see `core::precision::native_bfloat16_on_cpu`).
+    widened: bool,
 }
 
 pub struct ConvSpec<'a> {
@@ -97,9 +103,22 @@ impl Conv {
             None
         };
         let dims = spec.kernel.len();
+        let widened = w.compute_kind() == Kind::BFloat16
+            && w.device() == tch::Device::Cpu
+            && !crate::core::precision::native_bfloat16_on_cpu();
+        let weight = weight.to_kind(w.compute_kind());
+        let (weight, bias) = if widened {
+            (
+                weight.to_kind(Kind::Float),
+                bias.map(|b| b.to_kind(Kind::Float)),
+            )
+        } else {
+            (weight, bias)
+        };
         Ok(Self {
-            weight: weight.to_kind(w.compute_kind()),
+            weight,
             bias,
+            widened,
             stride: vec![spec.stride; dims],
             padding: vec![spec.padding; dims],
             dilation: vec![spec.dilation; dims],
@@ -108,6 +127,15 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        if self.widened {
+            return self
+                .convolve(&x.to_kind(Kind::BFloat16).to_kind(Kind::Float))
+                .to_kind(Kind::BFloat16);
+        }
+        self.convolve(x)
+    }
+
+    fn convolve(&self, x: &Tensor) -> Tensor {
         // One libtorch entry point for 1-D, 2-D and 3-D (the lengths of the lists say
         // which).
         x.convolution(

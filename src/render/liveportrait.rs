@@ -31,9 +31,6 @@ use crate::portrait::Portrait;
 /// The networks' input size: the reference crops to 256 x 256 (its models are trained
 /// at that size; the generator draws twice that).
 pub const INPUT_SIZE: i64 = 256;
-/// The smallest input the networks take: the warping module's hourglass halves the
-/// feature volume (a quarter of the input) five times.
-pub const MIN_INPUT_SIZE: i64 = 128;
 
 /// Eye-opening ratio (lid distance over eye width, as the reference's landmarks measure
 /// it) of an open eye. The builtin face analysis does not measure the lids, so a
@@ -121,7 +118,6 @@ struct NeuralSource {
 struct LivePortraitPreparer {
     model: SharedModel,
     device: Device,
-    input_size: i64,
     cache_key: String,
 }
 
@@ -134,7 +130,7 @@ impl SourcePreparer for LivePortraitPreparer {
         let face = crate::face::analyze(&portrait, hints.face_box)?;
         let window = CropWindow::around(&face.layout, &hints.crop);
         let image = fit::portrait_tensor(&portrait, self.device)?;
-        let crop = window.sample(&image, self.input_size)?;
+        let crop = window.sample(&image, INPUT_SIZE)?;
         let model = &self.model;
         let (f_s, info, x_s) = guarded("preparing the portrait for LivePortrait", || {
             let _no_grad = tch::no_grad_guard();
@@ -160,7 +156,6 @@ impl SourcePreparer for LivePortraitPreparer {
 pub struct LivePortraitRenderer {
     device: Device,
     model: SharedModel,
-    input_size: i64,
     cache_key: String,
     paste: PerSourceAndSize<PasteBack>,
     /// The face-size rescaling of generated motion, fixed per (source, stream's first
@@ -177,33 +172,11 @@ struct CachedMultiplier {
 impl LivePortraitRenderer {
     /// The renderer of `bundle` on `device`, computing in `precision`.
     pub fn new(bundle: &Bundle, device: Device, precision: Precision) -> Result<Self, Error> {
-        Self::with_input_size(bundle, device, precision, INPUT_SIZE)
-    }
-
-    /// The same, with the face window cut out at `input_size` pixels (a multiple of 32,
-    /// at least [`MIN_INPUT_SIZE`]) instead of the reference's 256: the networks are
-    /// convolutional, and a smaller input runs faster and draws less detail (the tests
-    /// use it where reduced precision is emulated and slow).
-    pub fn with_input_size(
-        bundle: &Bundle,
-        device: Device,
-        precision: Precision,
-        input_size: i64,
-    ) -> Result<Self, Error> {
-        if input_size < MIN_INPUT_SIZE || input_size % 32 != 0 {
-            return Err(Error::Settings(format!(
-                "LivePortrait input size {input_size}: it must be a multiple of 32, at least                  {MIN_INPUT_SIZE}"
-            )));
-        }
         precision.check_device(device).map_err(Error::Settings)?;
         Ok(Self {
             device,
             model: bundle.liveportrait(device, precision)?,
-            input_size,
-            cache_key: format!(
-                "liveportrait:{}:{input_size}",
-                bundle.describe(device, precision)
-            ),
+            cache_key: format!("liveportrait:{}", bundle.describe(device, precision)),
             paste: PerSourceAndSize::default(),
             multiplier: None,
         })
@@ -383,7 +356,6 @@ impl Renderer for LivePortraitRenderer {
         Arc::new(LivePortraitPreparer {
             model: self.model.clone(),
             device: self.device,
-            input_size: self.input_size,
             cache_key: self.cache_key.clone(),
         })
     }

@@ -1,0 +1,443 @@
+//! The src pad task: takes audio and events from the sink pad's queue, draws each frame
+//! once its audio is in, and pushes frames and events downstream in stream order.
+//!
+//! The task owns its state ([`TaskState`]: the engine, the portrait, the timeline, the
+//! negotiated output) for a whole turn: it takes it out of its slot at the start of a
+//! turn and puts it back at the end, so that no lock is held across a push, a query, a
+//! message post, a condition-variable wait or a forward pass. State changes touch the
+//! state only while the task is stopped (pad deactivation waits for the turn to end).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::imp::{CAT, VasaFaceGen};
+use super::intake::Item;
+use super::output::Output;
+use super::timeline::{Absorbed, Timeline};
+use crate::core::error::panic_message;
+use crate::core::{MotionControls, SAMPLE_RATE, lock};
+use crate::engine::Engine;
+use crate::render::PreparedSource;
+
+/// Everything the src task owns.
+#[derive(Default)]
+pub struct TaskState {
+    pub engine: Option<Engine>,
+    source: Option<Arc<PreparedSource>>,
+    output: Option<Output>,
+    timeline: Timeline,
+    segment_pushed: bool,
+    /// Sticky events that arrived before caps and segment could be sent.
+    held_events: Vec<gst::Event>,
+    /// A Segment or EOS waiting until every frame of the audio before it is out.
+    draining: Option<Item>,
+    window: Vec<f32>,
+    seed: u64,
+    /// Whether upstream is live, asked at the stream's first turn.
+    live: Option<bool>,
+}
+
+impl TaskState {
+    /// Forgets the current segment's audio and frames (not the engine, portrait or caps).
+    fn reset_stream(&mut self) {
+        self.live = None;
+        self.timeline.reset();
+        self.draining = None;
+        if let Some(engine) = self.engine.as_mut() {
+            engine.reset(self.seed);
+        }
+    }
+
+    /// READY->PAUSED: a new portrait and seed, and a fresh stream.
+    pub fn start_stream(&mut self, source: Arc<PreparedSource>, seed: u64) {
+        self.source = Some(source);
+        self.seed = seed;
+        self.reset_stream();
+    }
+
+    /// PAUSED->READY: forgets the stream, the portrait and the caps.
+    pub fn stop_stream(&mut self) {
+        self.reset_stream();
+        self.source = None;
+        if let Some(output) = self.output.take() {
+            output.close();
+        }
+        self.segment_pushed = false;
+        self.held_events.clear();
+    }
+}
+
+/// Where the task state lives between turns.
+#[derive(Default)]
+pub struct TaskSlot(Mutex<Option<TaskState>>);
+
+impl TaskSlot {
+    pub fn new() -> Self {
+        Self(Mutex::new(Some(TaskState::default())))
+    }
+
+    /// Runs `f` on the state, for state changes while the task is stopped. If a turn is
+    /// running (it never is then), nothing happens.
+    pub fn with(&self, f: impl FnOnce(&mut TaskState)) {
+        if let Some(state) = lock(&self.0).as_mut() {
+            f(state);
+        }
+    }
+
+    /// Takes the state for a turn; it goes back when the guard drops, also if the turn
+    /// panicked.
+    fn take(&self) -> Option<Turn<'_>> {
+        let state = lock(&self.0).take()?;
+        Some(Turn {
+            slot: self,
+            state: Some(state),
+        })
+    }
+}
+
+/// The state, out of its slot for one turn.
+struct Turn<'a> {
+    slot: &'a TaskSlot,
+    state: Option<TaskState>,
+}
+
+impl std::ops::Deref for Turn<'_> {
+    type Target = TaskState;
+    fn deref(&self) -> &TaskState {
+        self.state.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for Turn<'_> {
+    fn deref_mut(&mut self) -> &mut TaskState {
+        self.state.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *lock(&self.slot.0) = self.state.take();
+    }
+}
+
+/// What one turn of the task sends downstream, in order.
+pub enum Out {
+    Event(gst::Event),
+    Buffer(gst::Buffer),
+}
+
+impl VasaFaceGen {
+    pub(super) fn start_task(&self) -> Result<(), gst::glib::BoolError> {
+        lock(&self.shared).flow = Ok(gst::FlowSuccess::Ok);
+        let imp = self.ref_counted();
+        self.srcpad.start_task(move || imp.task_iteration())
+    }
+
+    pub(super) fn src_activatemode(
+        &self,
+        pad: &gst::Pad,
+        mode: gst::PadMode,
+        active: bool,
+    ) -> Result<(), gst::LoggableError> {
+        if mode != gst::PadMode::Push {
+            return Err(gst::loggable_error!(CAT, "only push mode is supported"));
+        }
+        if active {
+            self.start_task()
+                .map_err(|err| gst::loggable_error!(CAT, "{err}"))?;
+        } else {
+            self.set_flushing();
+            pad.stop_task()?;
+        }
+        Ok(())
+    }
+
+    fn task_iteration(&self) {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let Some(mut state) = self.task.take() else {
+                gst::error!(CAT, imp = self, "the task's state is missing");
+                return Err(gst::FlowError::Error);
+            };
+            let outputs = self.next_outputs(&mut state)?;
+            drop(state);
+            self.push_outputs(outputs)
+        }));
+        let result = result.unwrap_or_else(|panic| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Frame generation failed: {}", panic_message(&*panic))
+            );
+            Err(gst::FlowError::Error)
+        });
+        if let Err(flow) = result {
+            self.pause_task(flow);
+        }
+    }
+
+    fn push_outputs(&self, outputs: Vec<Out>) -> Result<(), gst::FlowError> {
+        for output in outputs {
+            match output {
+                Out::Buffer(buffer) => {
+                    gst::trace!(CAT, imp = self, "pushing {buffer:?}");
+                    self.srcpad.push(buffer)?;
+                }
+                Out::Event(event) => {
+                    let is_eos = event.type_() == gst::EventType::Eos;
+                    gst::debug!(CAT, imp = self, "pushing {event:?}");
+                    self.srcpad.push_event(event);
+                    if is_eos {
+                        return Err(gst::FlowError::Eos);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pause_task(&self, flow: gst::FlowError) {
+        let flow = {
+            let mut shared = lock(&self.shared);
+            // A flush in progress takes precedence over whatever stopped us.
+            let flow = match shared.flow {
+                Err(gst::FlowError::Flushing) => gst::FlowError::Flushing,
+                _ => flow,
+            };
+            shared.flow = Err(flow);
+            self.cond.notify_all();
+            flow
+        };
+        gst::debug!(CAT, imp = self, "pausing task: {flow:?}");
+        let _ = self.srcpad.pause_task();
+        if matches!(
+            flow,
+            gst::FlowError::NotLinked | gst::FlowError::NotNegotiated | gst::FlowError::Error
+        ) {
+            if flow != gst::FlowError::Error {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("Internal data stream error"),
+                    ["streaming stopped, reason {flow:?}"]
+                );
+            }
+            self.srcpad.push_event(gst::event::Eos::new());
+        }
+    }
+
+    /// One turn of the task: everything to push next (possibly nothing yet).
+    fn next_outputs(&self, state: &mut TaskState) -> Result<Vec<Out>, gst::FlowError> {
+        let new_source = {
+            let mut shared = lock(&self.shared);
+            if std::mem::take(&mut shared.reset_pending) {
+                state.reset_stream();
+                state.segment_pushed = false;
+            }
+            shared.new_source.take()
+        };
+        if let Some(source) = new_source {
+            gst::info!(
+                CAT,
+                imp = self,
+                "switching to portrait {}",
+                source.portrait.path.display()
+            );
+            state.source = Some(source);
+        }
+        let live = match state.live {
+            Some(live) => live,
+            None => *state.live.insert(self.upstream_is_live()),
+        };
+        let (allowed, controls) = {
+            let settings = lock(&self.settings);
+            (settings.lookahead_samples(), settings.controls())
+        };
+        let lookahead = state
+            .engine
+            .as_ref()
+            .map_or(allowed, |engine| engine.lookahead_samples(allowed, live));
+        let draining = state.draining.is_some();
+
+        if let Some(outputs) = self.next_frame(state, (lookahead, allowed), &controls, draining)? {
+            return Ok(outputs);
+        }
+        if let Some(item) = state.draining.take() {
+            // Every frame of the audio before this Segment or EOS is out.
+            return match item {
+                Item::Segment(event) => {
+                    state.reset_stream();
+                    self.start_segment(state, event)
+                }
+                Item::Eos(event) => {
+                    let mut outputs = Vec::new();
+                    if !state.segment_pushed && !state.held_events.is_empty() {
+                        outputs.extend(state.held_events.drain(..).map(Out::Event));
+                    }
+                    outputs.push(Out::Event(event));
+                    Ok(outputs)
+                }
+                _ => unreachable!("only segments and EOS drain"),
+            };
+        }
+        if let Some(absorbed) = state.timeline.continue_pending() {
+            self.log_absorbed(absorbed);
+            return Ok(Vec::new());
+        }
+        match self.next_item()? {
+            Item::Audio { pts, samples } => {
+                let absorbed = state.timeline.push_audio(pts.nseconds(), samples);
+                self.log_absorbed(absorbed);
+                Ok(Vec::new())
+            }
+            Item::Gap { start, end } => {
+                state.timeline.push_gap(start.nseconds(), end.nseconds());
+                Ok(Vec::new())
+            }
+            item @ (Item::Segment(_) | Item::Eos(_)) => {
+                state.draining = Some(item);
+                Ok(Vec::new())
+            }
+            Item::Event(event) => {
+                let waits_for_segment = event.is_sticky()
+                    && event.type_() != gst::EventType::StreamStart
+                    && !state.segment_pushed;
+                if waits_for_segment {
+                    state.held_events.push(event);
+                    Ok(Vec::new())
+                } else {
+                    Ok(vec![Out::Event(event)])
+                }
+            }
+        }
+    }
+
+    fn log_absorbed(&self, absorbed: Absorbed) {
+        let ms = |samples: u64| samples * 1000 / u64::from(SAMPLE_RATE);
+        match absorbed {
+            Absorbed::GapFilled { missing } => gst::debug!(
+                CAT,
+                imp = self,
+                "gap of {} ms in the audio: filling with silence",
+                ms(missing)
+            ),
+            Absorbed::Trimmed { overlap } => gst::warning!(
+                CAT,
+                imp = self,
+                "audio overlaps the previous by {} ms: trimmed",
+                ms(overlap)
+            ),
+            Absorbed::Taken | Absorbed::Silence => {}
+        }
+    }
+
+    /// Negotiates if downstream asked to (or nothing is negotiated yet); the caps event
+    /// to push first, if the caps changed.
+    fn renegotiate(
+        &self,
+        state: &mut TaskState,
+        force: bool,
+    ) -> Result<Option<gst::Event>, gst::FlowError> {
+        if !(force || self.srcpad.check_reconfigure()) {
+            return Ok(None);
+        }
+        let negotiated = match self.negotiate(state.output.as_ref()) {
+            Ok(negotiated) => negotiated,
+            Err(err) => {
+                self.srcpad.mark_reconfigure();
+                return Err(err);
+            }
+        };
+        let Some((output, event)) = negotiated else {
+            return Ok(None);
+        };
+        // Frames already out keep their timestamps; a new rate counts from here.
+        state.timeline.set_rate(output.rate);
+        self.frame_rate_negotiated(output.rate);
+        if let Some(old) = state.output.replace(output) {
+            old.close();
+        }
+        Ok(Some(event))
+    }
+
+    /// Caps (negotiated now if needed), the segment, then events held back for it.
+    fn start_segment(
+        &self,
+        state: &mut TaskState,
+        event: gst::Event,
+    ) -> Result<Vec<Out>, gst::FlowError> {
+        let mut outputs = Vec::new();
+        let force = state.output.is_none();
+        outputs.extend(self.renegotiate(state, force)?.map(Out::Event));
+        outputs.push(Out::Event(event));
+        outputs.extend(state.held_events.drain(..).map(Out::Event));
+        state.segment_pushed = true;
+        Ok(outputs)
+    }
+
+    /// Generates the next frame if its audio (plus lookahead, unless draining) is here.
+    /// `lookahead` is (what the motion source takes, what `latency` allows), in samples.
+    fn next_frame(
+        &self,
+        state: &mut TaskState,
+        (lookahead, allowed): (u64, u64),
+        controls: &MotionControls,
+        draining: bool,
+    ) -> Result<Option<Vec<Out>>, gst::FlowError> {
+        if !state.segment_pushed || !state.timeline.started() {
+            return Ok(None);
+        }
+        let mut outputs: Vec<Out> = self
+            .renegotiate(state, false)?
+            .map(Out::Event)
+            .into_iter()
+            .collect();
+        let slot = state.timeline.next_frame().expect("the segment has begun");
+        if !state.timeline.is_ready(&slot, lookahead, draining) {
+            // A renegotiation above still has to go out.
+            return Ok((!outputs.is_empty()).then_some(outputs));
+        }
+
+        let began = Instant::now();
+        let TaskState {
+            engine,
+            source,
+            output,
+            timeline,
+            window,
+            ..
+        } = state;
+        let (Some(engine), Some(source), Some(output)) = (engine.as_mut(), source, output) else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::StateChange,
+                ("No engine, portrait or negotiated output")
+            );
+            return Err(gst::FlowError::Error);
+        };
+        let history = engine.history_samples();
+        let audio = timeline.window(&slot, history, lookahead as usize, window);
+        let engine_error = |err: crate::core::Error| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Frame generation failed: {err}")
+            );
+            gst::FlowError::Error
+        };
+        engine.set_controls(controls);
+        let motion = engine.motion(&audio).map_err(engine_error)?;
+        let frame = engine
+            .render(&motion, source, output.size)
+            .map_err(engine_error)?;
+        let buffer = self.frame_buffer(output, &slot, &frame)?;
+        self.stats.record(began.elapsed().as_nanos() as u64);
+        self.frame_generated(lookahead, allowed, output.rate.period_ns());
+        timeline.frame_done(history);
+        outputs.push(Out::Buffer(buffer));
+        Ok(Some(outputs))
+    }
+}
