@@ -400,8 +400,9 @@ fn check_loosely(name: &str, actual: &Tensor, max: f64, mean: f64) {
     );
 }
 
-/// The reduced-precision bounds (README, LivePortrait) are about twice what was
-/// measured. They are loose where the fixture's random generator is chaotic: in
+/// The reduced-precision bounds (README, LivePortrait) are about twice the largest
+/// measured on two fixture sets (the public one and one of other sizes and seed made
+/// with the reference code; the warping module's stages came closest). They are loose where the fixture's random generator is chaotic: in
 /// float32, multiplying its input by 1 + 0.1% noise already moves the image by up to
 /// 0.07 (0.4%, bfloat16's rounding step: 0.29), so the image is bounded mostly in the
 /// mean; the stages before it are bounded tightly.
@@ -436,9 +437,9 @@ fn whole_chain_in_bfloat16_within_the_looser_tolerance() {
     let x_d = lp.stitching.stitch(&x_s, &x_d);
     check_loosely("x_d_stitched", &x_d, 1.5e-2, 4e-3);
     let w = lp.warping.forward(&f_s, &x_d, &x_s);
-    check_loosely("deformation", &w.deformation, 2e-3, 8e-4);
-    check_loosely("occlusion_map", w.occlusion.as_ref().unwrap(), 5e-2, 7e-3);
-    check_loosely("warp_out", &w.out, 2e-2, 2e-3);
+    check_loosely("deformation", &w.deformation, 3e-3, 1.2e-3);
+    check_loosely("occlusion_map", w.occlusion.as_ref().unwrap(), 8e-2, 1.2e-2);
+    check_loosely("warp_out", &w.out, 3e-2, 3e-3);
     check_loosely("render", &lp.decode(&f_s, &x_s, &x_d), 0.5, 4e-2);
     // The generator alone, on the reference's own input.
     check_loosely(
