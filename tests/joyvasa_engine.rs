@@ -333,3 +333,65 @@ fn procedural_blinks_go_over_the_generated_motion_unchanged() {
     let moved = (&closed - &as_generated).abs().max().double_value(&[]);
     assert!(moved > 1e-3, "a closed lid changed nothing ({moved})");
 }
+
+#[test]
+fn empty_or_damaged_schedules_and_templates_are_refused_by_name() {
+    let message = |dir: &std::path::Path| {
+        Bundle::open(dir)
+            .and_then(|bundle| bundle.load_joyvasa(Device::Cpu).map(drop))
+            .err()
+            .map(|err| err.to_string())
+            .expect("a damaged generator loaded")
+    };
+    let rewrite = |dir: &std::path::Path, file: &str, key: &str, value: f64| {
+        let path = dir.join(file);
+        let mut tensors = tch::Tensor::read_safetensors(&path).unwrap();
+        let (_, tensor) = tensors.iter_mut().find(|(k, _)| k == key).unwrap();
+        *tensor = tensor.full_like(value);
+        tch::Tensor::write_safetensors(&tensors, &path).unwrap();
+    };
+    // A schedule that holds NaN, and one that is not a schedule.
+    for (value, needle) in [(f64::NAN, "holds NaN"), (2.0, "not a diffusion schedule")] {
+        let dir = copy_of_bundle(&bundle());
+        rewrite(
+            dir.path(),
+            "motion_generator.safetensors",
+            if value.is_nan() {
+                "diffusion_sched.sigmas_inflex"
+            } else {
+                "diffusion_sched.alpha_bars"
+            },
+            value,
+        );
+        let error = message(dir.path());
+        assert!(
+            error.contains("motion_generator.safetensors") && error.contains(needle),
+            "{error}"
+        );
+    }
+    // A template with an infinite entry.
+    let dir = copy_of_bundle(&bundle());
+    rewrite(
+        dir.path(),
+        "motion_template.safetensors",
+        "std_exp",
+        f64::INFINITY,
+    );
+    let error = message(dir.path());
+    assert!(
+        error.contains("motion_template.safetensors") && error.contains("std_exp"),
+        "{error}"
+    );
+    // A manifest that says the generator was trained with no diffusion steps at all.
+    let dir = copy_of_bundle(&bundle());
+    let manifest_path = dir.path().join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["motion_generators"]["joyvasa"]["config"]["n_diff_steps"] = 0.into();
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let error = Bundle::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        error.contains("n_diff_steps is 0") && error.contains("manifest.json"),
+        "{error}"
+    );
+}

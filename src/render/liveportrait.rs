@@ -402,3 +402,27 @@ impl Renderer for LivePortraitRenderer {
         paste.paste(&drawn)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_motion_multiplier_is_the_root_of_the_area_ratio_and_refuses_degenerate_faces() {
+        // A unit square and a square of side 2 (z ignored): areas 1 and 4.
+        let square = |side: f32| {
+            Tensor::from_slice(&[
+                0.0, 0.0, 5.0, side, 0.0, 5.0, side, side, 5.0, 0.0, side, 5.0, 0.5, 0.5, 5.0,
+            ])
+            .view([1, 5, 3])
+        };
+        let multiplier = motion_multiplier(&square(2.0), &square(1.0)).unwrap();
+        assert!((multiplier - 2.0).abs() < 1e-6, "{multiplier}");
+        let collapsed = Tensor::zeros([1, 21, 3], (Kind::Float, Device::Cpu));
+        let nan = Tensor::full([1, 21, 3], f64::NAN, (Kind::Float, Device::Cpu));
+        for (portrait, motion) in [(&collapsed, &square(1.0)), (&square(1.0), &nan)] {
+            let err = motion_multiplier(portrait, motion).unwrap_err().to_string();
+            assert!(err.contains("span no area"), "{err}");
+        }
+    }
+}
