@@ -323,6 +323,7 @@ fn audio_outside_the_segment_is_clipped() {
         Some("sink"),
         Some("src"),
     );
+    h.set_live(false);
     h.set_sink_caps_str(SMALL_RGBA);
     h.play();
     h.push_event(gst::event::StreamStart::new("clip"));

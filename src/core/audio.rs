@@ -137,6 +137,20 @@ impl SampleStore {
         self.samples.clear();
     }
 
+    /// Forgets what was received from `index` on (audio cut short: barge-in). Nothing
+    /// changes when less has arrived.
+    pub fn cut_at(&mut self, index: u64) {
+        let keep = index
+            .saturating_sub(self.first)
+            .min(self.samples.len() as u64);
+        self.samples.truncate(keep as usize);
+    }
+
+    /// Turns every sample kept into silence (the audio before a cut is no longer heard).
+    pub fn silence_all(&mut self) {
+        self.samples.iter_mut().for_each(|sample| *sample = 0.0);
+    }
+
     /// The window of `frame`: `history` samples before it to `lookahead` after it,
     /// copied into `buffer`.
     pub fn window<'b>(

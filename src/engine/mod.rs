@@ -177,6 +177,11 @@ impl Engine {
         self.motion.reset(seed);
     }
 
+    /// The audio stopped at sample `at` (barge-in); see [`MotionSource::interrupt`].
+    pub fn interrupt(&mut self, at: u64) {
+        self.motion.interrupt(at);
+    }
+
     pub fn set_controls(&mut self, controls: &MotionControls) {
         self.motion.set_controls(controls);
     }

@@ -257,6 +257,14 @@ impl MotionSource for JoyVasaMotion {
         self.controls = *controls;
     }
 
+    fn interrupt(&mut self, at: u64) {
+        // The lips' silence rule reads this source's own copy of the audio: forget what
+        // it heard beyond the cut and silence the rest. Motion already generated from
+        // that audio stays (the head does not jump); the lips go to rest on silence.
+        self.stream.audio.cut_at(at);
+        self.stream.audio.silence_all();
+    }
+
     fn lookahead_samples(&self, allowed: u64, live: bool) -> u64 {
         if live {
             return allowed;

@@ -53,6 +53,12 @@ pub trait MotionSource: Send {
     /// Random motion restarts from `seed`, so a stream replays identically.
     fn reset(&mut self, seed: u64);
 
+    /// The audio stopped at sample `at` (the next frame's start) and what was received
+    /// after it is gone: barge-in, a flush while live. The lips must go to rest as
+    /// silence would take them; blinks and head motion carry on from where they are.
+    /// Sources that keep no audio of their own need do nothing.
+    fn interrupt(&mut self, _at: u64) {}
+
     /// New live controls; sources ease into them rather than jump.
     fn set_controls(&mut self, controls: &MotionControls);
 

@@ -168,6 +168,8 @@ impl ObjectImpl for VasaFaceGen {
         match pspec.name() {
             "active-device" => lock(&self.active_device).to_value(),
             "frames-produced" => self.stats.frames.load(Ordering::Relaxed).to_value(),
+            "frames-without-audio" => self.stats.frames_without_audio().to_value(),
+            "late-audio-dropped" => self.stats.late_audio_ns().to_value(),
             "mean-generation-ms" => self.stats.mean_ms().to_value(),
             "max-generation-ms" => self.stats.max_ms().to_value(),
             name => lock(&self.settings)
@@ -234,6 +236,12 @@ impl ElementImpl for VasaFaceGen {
         match transition {
             gst::StateChange::NullToReady => self.start_engine()?,
             gst::StateChange::ReadyToPaused => self.load_portrait()?,
+            // Live, frames flow on the clock only while PLAYING (as a camera's would).
+            gst::StateChange::PausedToPlaying | gst::StateChange::PlayingToPaused => {
+                let mut shared = lock(&self.shared);
+                shared.playing = transition == gst::StateChange::PausedToPlaying;
+                self.wake_task(&mut shared);
+            }
             _ => {}
         }
 
@@ -311,6 +319,13 @@ impl VasaFaceGen {
             // Video QoS says nothing useful to the audio upstream, and we never skip
             // frames: the video must stay continuous.
             gst::EventView::Qos(_) => true,
+            gst::EventView::Seek(seek) => {
+                // The flushes this seek causes upstream must come back down, even live.
+                if seek.get().1.contains(gst::SeekFlags::FLUSH) {
+                    lock(&self.shared).seek_seqnum = Some(event.seqnum());
+                }
+                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+            }
             gst::EventView::Reconfigure(_) => {
                 let restart = lock(&self.shared).flow == Err(gst::FlowError::NotLinked);
                 if restart && let Err(err) = self.start_task() {

@@ -15,13 +15,18 @@ const QUEUE_LIMIT_SAMPLES: usize = SAMPLE_RATE as usize / 2;
 
 /// What the sink side hands to the src task, in stream order.
 pub enum Item {
+    /// Audio from `pts` on; `running_time` is the same instant on the pipeline clock's
+    /// axis (live streams place audio by it).
     Audio {
         pts: gst::ClockTime,
+        running_time: Option<gst::ClockTime>,
         samples: Vec<f32>,
     },
     Gap {
         start: gst::ClockTime,
         end: gst::ClockTime,
+        /// `start` and `end` in running time.
+        running: Option<(gst::ClockTime, gst::ClockTime)>,
     },
     Segment(gst::Event),
     Eos(gst::Event),
@@ -54,6 +59,22 @@ pub struct Shared {
     pub reset_pending: bool,
     /// A portrait prepared while streaming, swapped in at the next frame boundary.
     pub new_source: Option<std::sync::Arc<crate::render::PreparedSource>>,
+    /// The src task runs on the clock (upstream is live); set by the task.
+    pub live: bool,
+    /// Between PAUSED->PLAYING and PLAYING->PAUSED: live frames may flow.
+    pub playing: bool,
+    /// Live: a flush from upstream is in progress that the element takes itself (the
+    /// video goes on); audio is refused until its FLUSH_STOP.
+    pub sink_flushing: bool,
+    /// Live: the audio was cut (a flush from upstream); the task forgets it.
+    pub interrupt_pending: bool,
+    /// Counts those cuts: a frame drawn across one is drawn again, not pushed.
+    pub interruptions: u64,
+    /// The clock wait the live task is in, unscheduled when it must wake up.
+    pub clock_wait: Option<gst::SingleShotClockId>,
+    /// The seqnum of the last flushing seek that went upstream through the element:
+    /// its flushes are forwarded downstream, as a seek's must be.
+    pub seek_seqnum: Option<gst::Seqnum>,
 }
 
 impl Default for Shared {
@@ -67,6 +88,13 @@ impl Default for Shared {
             segment: None,
             reset_pending: false,
             new_source: None,
+            live: false,
+            playing: false,
+            sink_flushing: false,
+            interrupt_pending: false,
+            interruptions: 0,
+            clock_wait: None,
+            seek_seqnum: None,
         }
     }
 }
@@ -76,6 +104,19 @@ impl Shared {
         self.queue.clear();
         self.queued_samples = 0;
     }
+
+    /// Whether an item is waiting for the task.
+    pub fn has_items(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Ends the live task's clock wait, if it is in one (it then looks again at what
+    /// changed). Unscheduling does not block.
+    pub fn end_clock_wait(&mut self) {
+        if let Some(wait) = self.clock_wait.take() {
+            wait.unschedule();
+        }
+    }
 }
 
 impl VasaFaceGen {
@@ -84,7 +125,26 @@ impl VasaFaceGen {
         let mut shared = lock(&self.shared);
         shared.flow = Err(gst::FlowError::Flushing);
         shared.clear_queue();
+        shared.end_clock_wait();
         self.cond.notify_all();
+    }
+
+    /// Wakes the task wherever it waits: on the condition variable or on the clock.
+    pub(super) fn wake_task(&self, shared: &mut Shared) {
+        shared.end_clock_wait();
+        self.cond.notify_all();
+    }
+
+    /// The next queued item if there is one, without waiting.
+    pub(super) fn try_next_item(&self) -> Result<Option<Item>, gst::FlowError> {
+        let mut shared = lock(&self.shared);
+        shared.flow?;
+        let item = shared.queue.pop_front();
+        if let Some(item) = &item {
+            shared.queued_samples -= item.samples();
+            self.cond.notify_all();
+        }
+        Ok(item)
     }
 
     /// Waits for the next queued item. `Err` when the task must stop (flushing, ...).
@@ -130,6 +190,9 @@ impl VasaFaceGen {
         let (format, segment) = {
             let shared = lock(&self.shared);
             shared.flow?;
+            if shared.sink_flushing {
+                return Err(gst::FlowError::Flushing);
+            }
             if shared.eos {
                 return Err(gst::FlowError::Eos);
             }
@@ -175,6 +238,7 @@ impl VasaFaceGen {
             return Ok(gst::FlowSuccess::Ok);
         };
         let pts = buffer.pts().expect("checked above; clipping keeps it");
+        let running_time = segment.to_running_time(pts);
         let map = buffer.map_readable().map_err(|_| {
             gst::element_imp_error!(self, gst::StreamError::Decode, ("Cannot read audio buffer"));
             gst::FlowError::Error
@@ -185,13 +249,23 @@ impl VasaFaceGen {
         let mut shared = lock(&self.shared);
         // Back-pressure: wait while the task is far enough ahead. A single buffer larger
         // than the limit still goes in when the queue is empty, so nothing deadlocks.
-        while shared.flow.is_ok() && shared.queued_samples >= QUEUE_LIMIT_SAMPLES {
+        while shared.flow.is_ok()
+            && !shared.sink_flushing
+            && shared.queued_samples >= QUEUE_LIMIT_SAMPLES
+        {
             shared = self.cond.wait(shared).unwrap_or_else(|p| p.into_inner());
         }
         shared.flow?;
+        if shared.sink_flushing {
+            return Err(gst::FlowError::Flushing);
+        }
         shared.queued_samples += samples.len();
-        shared.queue.push_back(Item::Audio { pts, samples });
-        self.cond.notify_all();
+        shared.queue.push_back(Item::Audio {
+            pts,
+            running_time,
+            samples,
+        });
+        self.wake_task(&mut shared);
         Ok(gst::FlowSuccess::Ok)
     }
 
@@ -199,6 +273,15 @@ impl VasaFaceGen {
         gst::log!(CAT, obj = pad, "{event:?}");
         use gst::EventView;
         let item = match event.view() {
+            EventView::FlushStart(_) if self.take_flush_start(event.seqnum()) => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "flush from upstream while live: the audio stops here, the video goes on"
+                );
+                return true;
+            }
+            EventView::FlushStop(_) if self.take_flush_stop() => return true,
             EventView::FlushStart(_) => {
                 self.set_flushing();
                 let forwarded = self.srcpad.push_event(event);
@@ -258,12 +341,19 @@ impl VasaFaceGen {
             }
             EventView::Gap(gap) => {
                 let (pts, duration) = gap.get();
-                match duration {
-                    Some(duration) => Item::Gap {
-                        start: pts,
-                        end: pts + duration,
-                    },
-                    None => return true,
+                let Some(duration) = duration else {
+                    return true;
+                };
+                let running = lock(&self.shared).segment.as_ref().and_then(|segment| {
+                    Some((
+                        segment.to_running_time(pts)?,
+                        segment.to_running_time(pts + duration)?,
+                    ))
+                });
+                Item::Gap {
+                    start: pts,
+                    end: pts + duration,
+                    running,
                 }
             }
             EventView::StreamStart(_) => {
@@ -302,12 +392,42 @@ impl VasaFaceGen {
             }
             return false;
         }
-        if shared.eos {
+        if shared.eos || shared.sink_flushing {
             return false;
         }
         shared.eos = is_eos;
         shared.queue.push_back(item);
-        self.cond.notify_all();
+        self.wake_task(&mut shared);
+        true
+    }
+
+    /// A FLUSH_START from upstream while live and streaming, not caused by a seek that
+    /// went through the element, is the application cutting the audio (barge-in): the
+    /// element takes it (as an aggregator takes a flush of one of its inputs), drops the
+    /// audio queued and still unheard, and keeps the video going on the clock, so
+    /// downstream neither stalls nor re-prerolls. Returns whether it took the flush.
+    fn take_flush_start(&self, seqnum: gst::Seqnum) -> bool {
+        let mut shared = lock(&self.shared);
+        let from_seek = shared.seek_seqnum == Some(seqnum);
+        if !shared.live || from_seek || shared.flow.is_err() || shared.sink_flushing {
+            return false;
+        }
+        shared.sink_flushing = true;
+        shared.clear_queue();
+        shared.interrupt_pending = true;
+        shared.interruptions += 1;
+        self.wake_task(&mut shared);
+        true
+    }
+
+    /// The FLUSH_STOP of a flush the element took: audio flows again.
+    fn take_flush_stop(&self) -> bool {
+        let mut shared = lock(&self.shared);
+        if !shared.sink_flushing {
+            return false;
+        }
+        shared.sink_flushing = false;
+        shared.eos = false;
         true
     }
 

@@ -25,6 +25,10 @@ pub struct Statistics {
     pub frames: AtomicU64,
     total_ns: AtomicU64,
     pub max_ns: AtomicU64,
+    /// Live: frames drawn as silence because their audio was late.
+    without_audio: AtomicU64,
+    /// Live: audio dropped because its frames were drawn already, ns.
+    late_audio_ns: AtomicU64,
 }
 
 impl Statistics {
@@ -34,7 +38,26 @@ impl Statistics {
         self.max_ns.fetch_max(ns, Ordering::Relaxed);
     }
 
+    pub fn frame_without_audio(&self) {
+        self.without_audio.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn frames_without_audio(&self) -> u64 {
+        self.without_audio.load(Ordering::Relaxed)
+    }
+
+    pub fn late_audio(&self, samples: u64) {
+        self.late_audio_ns
+            .fetch_add(ns_for_samples(samples), Ordering::Relaxed);
+    }
+
+    pub fn late_audio_ns(&self) -> u64 {
+        self.late_audio_ns.load(Ordering::Relaxed)
+    }
+
     pub fn reset(&self) {
+        self.without_audio.store(0, Ordering::Relaxed);
+        self.late_audio_ns.store(0, Ordering::Relaxed);
         self.frames.store(0, Ordering::Relaxed);
         self.total_ns.store(0, Ordering::Relaxed);
         self.max_ns.store(0, Ordering::Relaxed);
@@ -162,9 +185,14 @@ impl VasaFaceGen {
         *lock(&self.latency.frame_rate) = None;
     }
 
-    /// Whether upstream is live (asked once per stream, with no lock held).
-    pub(super) fn upstream_is_live(&self) -> bool {
+    /// Whether upstream is live, with its minimum latency in ns if it is; `None` when
+    /// nothing upstream answers (not linked yet). Asked with no lock held.
+    pub(super) fn upstream_liveness(&self) -> Option<Option<u64>> {
         let mut query = gst::query::Latency::new();
-        self.sinkpad.peer_query(&mut query) && query.result().0
+        if !self.sinkpad.peer_query(&mut query) {
+            return None;
+        }
+        let (live, min, _) = query.result();
+        Some(live.then_some(min.nseconds()))
     }
 }

@@ -19,6 +19,7 @@ use crate::motion::MotionChoice;
 mod imp;
 mod intake;
 mod latency;
+mod live;
 mod output;
 mod portrait;
 mod settings;
@@ -33,6 +34,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     MotionProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     PrecisionProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     BlinksProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    output::register_frame_meta();
     gst::Element::register(
         Some(plugin),
         "vasafacegen",

@@ -11,6 +11,26 @@ use super::timeline::FrameSlot;
 use crate::core::{FrameRate, FrameSize};
 use crate::render::pack::{PixelLayout, pack_frame};
 
+/// The name of the custom meta every frame carries (see [`FrameNotes`]).
+pub const FRAME_META: &str = "VasaFaceGenFrameMeta";
+
+/// What a frame carries beside its pixels, as a custom meta named [`FRAME_META`] with
+/// the fields `audio-missing` (boolean: live, its audio had not come when it was due,
+/// so it was drawn as silence) and, for face-parameter motion, `mouth-open` (double,
+/// 0 closed .. 1 wide open). Applications read it to show whether the avatar speaks;
+/// the tests read it to check the lips without image analysis.
+pub struct FrameNotes {
+    pub audio_missing: bool,
+    pub mouth_open: Option<f32>,
+}
+
+/// Registers [`FRAME_META`] (plugin load).
+pub fn register_frame_meta() {
+    if !gst::meta::CustomMeta::is_registered(FRAME_META) {
+        gst::meta::CustomMeta::register_simple(FRAME_META);
+    }
+}
+
 const DEFAULT_WIDTH: i32 = 512;
 const DEFAULT_HEIGHT: i32 = 512;
 pub const MIN_SIZE: i32 = 64;
@@ -141,6 +161,7 @@ impl VasaFaceGen {
         output: &Output,
         slot: &FrameSlot,
         frame: &tch::Tensor,
+        notes: &FrameNotes,
     ) -> Result<gst::Buffer, gst::FlowError> {
         let mut buffer = output.pool.acquire_buffer(None).inspect_err(|&err| {
             if err != gst::FlowError::Flushing {
@@ -159,6 +180,21 @@ impl VasaFaceGen {
             buffer.set_offset_end(slot.span.index + 1);
             if slot.is_first() {
                 buffer.set_flags(gst::BufferFlags::DISCONT);
+            }
+            // A pooled buffer keeps no metas from its last use (the pool removes those
+            // not marked pooled), so each frame gets its own.
+            let mut meta = gst::meta::CustomMeta::add(buffer, FRAME_META).map_err(|_| {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Failed,
+                    ("The {FRAME_META} meta is not registered")
+                );
+                gst::FlowError::Error
+            })?;
+            let fields = meta.mut_structure();
+            fields.set("audio-missing", notes.audio_missing);
+            if let Some(open) = notes.mouth_open {
+                fields.set("mouth-open", f64::from(open));
             }
             let mut frame_map =
                 gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &output.info).map_err(

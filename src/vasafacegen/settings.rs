@@ -419,6 +419,22 @@ pub fn properties() -> &'static [glib::ParamSpec] {
                 .blurb("Frames generated since the element last went to PAUSED")
                 .read_only()
                 .build(),
+            glib::ParamSpecUInt64::builder("frames-without-audio")
+                .nick("Frames drawn without their audio")
+                .blurb(
+                    "Live: frames whose audio had not arrived when they were due, drawn as \
+                     silence and pushed on time (since the element last went to PAUSED)",
+                )
+                .read_only()
+                .build(),
+            glib::ParamSpecUInt64::builder("late-audio-dropped")
+                .nick("Late audio dropped (ns)")
+                .blurb(
+                    "Live: audio that arrived after the frames of its time had been drawn, \
+                     and was dropped, in nanoseconds (since the element last went to PAUSED)",
+                )
+                .read_only()
+                .build(),
             glib::ParamSpecDouble::builder("mean-generation-ms")
                 .nick("Mean generation time (ms)")
                 .blurb("Mean time to generate one frame (motion, rendering, packing), in ms")

@@ -16,10 +16,10 @@ use gst::subclass::prelude::*;
 
 use super::imp::{CAT, VasaFaceGen};
 use super::intake::Item;
-use super::output::Output;
-use super::timeline::{Absorbed, Timeline};
+use super::output::{FrameNotes, Output};
+use super::timeline::{Absorbed, FrameSlot, Timeline};
 use crate::core::error::panic_message;
-use crate::core::{MotionControls, SAMPLE_RATE, lock};
+use crate::core::{Motion, MotionControls, SAMPLE_RATE, lock};
 use crate::engine::Engine;
 use crate::render::PreparedSource;
 
@@ -28,23 +28,32 @@ use crate::render::PreparedSource;
 pub struct TaskState {
     pub engine: Option<Engine>,
     source: Option<Arc<PreparedSource>>,
-    output: Option<Output>,
-    timeline: Timeline,
-    segment_pushed: bool,
+    pub(super) output: Option<Output>,
+    pub(super) timeline: Timeline,
+    pub(super) segment_pushed: bool,
     /// Sticky events that arrived before caps and segment could be sent.
-    held_events: Vec<gst::Event>,
+    pub(super) held_events: Vec<gst::Event>,
     /// A Segment or EOS waiting until every frame of the audio before it is out.
-    draining: Option<Item>,
+    pub(super) draining: Option<Item>,
     window: Vec<f32>,
     seed: u64,
-    /// Whether upstream is live, asked at the stream's first turn.
+    /// Whether upstream is live, asked at the stream's first turn (again at later turns
+    /// while the question finds no upstream to answer it).
     live: Option<bool>,
+    /// Live: upstream's minimum latency (its audio for an instant arrives that much
+    /// after it), ns.
+    pub(super) upstream_latency_ns: u64,
+    /// A stream-start went downstream (live: made here if upstream sent none in time).
+    pub(super) stream_started: bool,
+    /// Live: audio is arriving after its frames were drawn (logged once per stall).
+    pub(super) stalled: bool,
 }
 
 impl TaskState {
     /// Forgets the current segment's audio and frames (not the engine, portrait or caps).
-    fn reset_stream(&mut self) {
+    pub(super) fn reset_stream(&mut self) {
         self.live = None;
+        self.stalled = false;
         self.timeline.reset();
         self.draining = None;
         if let Some(engine) = self.engine.as_mut() {
@@ -67,6 +76,7 @@ impl TaskState {
             output.close();
         }
         self.segment_pushed = false;
+        self.stream_started = false;
         self.held_events.clear();
     }
 }
@@ -250,7 +260,7 @@ impl VasaFaceGen {
         }
         let live = match state.live {
             Some(live) => live,
-            None => *state.live.insert(self.upstream_is_live()),
+            None => self.ask_liveness(state),
         };
         let (allowed, controls) = {
             let settings = lock(&self.settings);
@@ -260,6 +270,9 @@ impl VasaFaceGen {
             .engine
             .as_ref()
             .map_or(allowed, |engine| engine.lookahead_samples(allowed, live));
+        if live {
+            return self.next_live_outputs(state, (lookahead, allowed), &controls);
+        }
         let draining = state.draining.is_some();
 
         if let Some(outputs) = self.next_frame(state, (lookahead, allowed), &controls, draining)? {
@@ -284,16 +297,16 @@ impl VasaFaceGen {
             };
         }
         if let Some(absorbed) = state.timeline.continue_pending() {
-            self.log_absorbed(absorbed);
+            self.log_absorbed(state, absorbed, false);
             return Ok(Vec::new());
         }
         match self.next_item()? {
-            Item::Audio { pts, samples } => {
+            Item::Audio { pts, samples, .. } => {
                 let absorbed = state.timeline.push_audio(pts.nseconds(), samples);
-                self.log_absorbed(absorbed);
+                self.log_absorbed(state, absorbed, false);
                 Ok(Vec::new())
             }
-            Item::Gap { start, end } => {
+            Item::Gap { start, end, .. } => {
                 state.timeline.push_gap(start.nseconds(), end.nseconds());
                 Ok(Vec::new())
             }
@@ -301,42 +314,91 @@ impl VasaFaceGen {
                 state.draining = Some(item);
                 Ok(Vec::new())
             }
-            Item::Event(event) => {
-                let waits_for_segment = event.is_sticky()
-                    && event.type_() != gst::EventType::StreamStart
-                    && !state.segment_pushed;
-                if waits_for_segment {
-                    state.held_events.push(event);
-                    Ok(Vec::new())
-                } else {
-                    Ok(vec![Out::Event(event)])
-                }
-            }
+            Item::Event(event) => Ok(self.pass_event(state, event)),
         }
     }
 
-    fn log_absorbed(&self, absorbed: Absorbed) {
+    /// A serialized event in stream order: sent on, or held until the segment is out
+    /// (sticky events other than stream-start must follow caps and segment).
+    pub(super) fn pass_event(&self, state: &mut TaskState, event: gst::Event) -> Vec<Out> {
+        if event.type_() == gst::EventType::StreamStart {
+            if state.stream_started && state.live == Some(true) {
+                // Live, the element started the stream itself before upstream did.
+                gst::debug!(CAT, imp = self, "upstream's late stream-start not sent on");
+                return Vec::new();
+            }
+            state.stream_started = true;
+            return vec![Out::Event(event)];
+        }
+        if event.is_sticky() && !state.segment_pushed {
+            state.held_events.push(event);
+            Vec::new()
+        } else {
+            vec![Out::Event(event)]
+        }
+    }
+
+    /// Asks upstream whether it is live; remembered for the stream once it is known.
+    fn ask_liveness(&self, state: &mut TaskState) -> bool {
+        let Some(answer) = self.upstream_liveness() else {
+            // Nothing upstream answers yet (not linked): ask again next turn.
+            return false;
+        };
+        let live = answer.is_some();
+        state.upstream_latency_ns = answer.unwrap_or(0);
+        state.live = Some(live);
+        lock(&self.shared).live = live;
+        gst::info!(
+            CAT,
+            imp = self,
+            "upstream is {}",
+            if live {
+                "live: frames follow the pipeline clock"
+            } else {
+                "not live: frames follow the audio"
+            }
+        );
+        live
+    }
+
+    pub(super) fn log_absorbed(&self, state: &mut TaskState, absorbed: Absorbed, live: bool) {
         let ms = |samples: u64| samples * 1000 / u64::from(SAMPLE_RATE);
         match absorbed {
-            Absorbed::GapFilled { missing } => gst::debug!(
-                CAT,
-                imp = self,
-                "gap of {} ms in the audio: filling with silence",
-                ms(missing)
-            ),
-            Absorbed::Trimmed { overlap } => gst::warning!(
+            Absorbed::GapFilled { missing } => {
+                state.stalled = false;
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "gap of {} ms in the audio: filling with silence",
+                    ms(missing)
+                )
+            }
+            Absorbed::Trimmed { dropped, .. } if live => {
+                self.stats.late_audio(dropped);
+                if !std::mem::replace(&mut state.stalled, true) {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "audio arrived after its frames were drawn (as silence, on time): \
+                         {} ms dropped; the total is in late-audio-dropped",
+                        ms(dropped)
+                    );
+                }
+            }
+            Absorbed::Trimmed { overlap, .. } => gst::warning!(
                 CAT,
                 imp = self,
                 "audio overlaps the previous by {} ms: trimmed",
                 ms(overlap)
             ),
-            Absorbed::Taken | Absorbed::Silence => {}
+            Absorbed::Taken => state.stalled = false,
+            Absorbed::Silence => {}
         }
     }
 
     /// Negotiates if downstream asked to (or nothing is negotiated yet); the caps event
     /// to push first, if the caps changed.
-    fn renegotiate(
+    pub(super) fn renegotiate(
         &self,
         state: &mut TaskState,
         force: bool,
@@ -401,6 +463,23 @@ impl VasaFaceGen {
             return Ok((!outputs.is_empty()).then_some(outputs));
         }
 
+        let buffer = self.draw_frame(state, &slot, (lookahead, allowed), controls, false)?;
+        let history = state.engine.as_ref().map_or(0, Engine::history_samples);
+        state.timeline.frame_done(history);
+        outputs.push(Out::Buffer(buffer));
+        Ok(Some(outputs))
+    }
+
+    /// Draws the frame of `slot` into a buffer (the timeline does not move on).
+    /// `audio_missing`: live, its audio had not come when it was due.
+    pub(super) fn draw_frame(
+        &self,
+        state: &mut TaskState,
+        slot: &FrameSlot,
+        (lookahead, allowed): (u64, u64),
+        controls: &MotionControls,
+        audio_missing: bool,
+    ) -> Result<gst::Buffer, gst::FlowError> {
         let began = Instant::now();
         let TaskState {
             engine,
@@ -419,7 +498,7 @@ impl VasaFaceGen {
             return Err(gst::FlowError::Error);
         };
         let history = engine.history_samples();
-        let audio = timeline.window(&slot, history, lookahead as usize, window);
+        let audio = timeline.window(slot, history, lookahead as usize, window);
         let engine_error = |err: crate::core::Error| {
             gst::element_imp_error!(
                 self,
@@ -433,11 +512,19 @@ impl VasaFaceGen {
         let frame = engine
             .render(&motion, source, output.size)
             .map_err(engine_error)?;
-        let buffer = self.frame_buffer(output, &slot, &frame)?;
+        let notes = FrameNotes {
+            audio_missing,
+            mouth_open: match &motion {
+                Motion::Face(face) => Some(face.mouth_open),
+                _ => None,
+            },
+        };
+        let buffer = self.frame_buffer(output, slot, &frame, &notes)?;
         self.stats.record(began.elapsed().as_nanos() as u64);
+        if audio_missing {
+            self.stats.frame_without_audio();
+        }
         self.frame_generated(lookahead, allowed, output.rate.period_ns());
-        timeline.frame_done(history);
-        outputs.push(Out::Buffer(buffer));
-        Ok(Some(outputs))
+        Ok(buffer)
     }
 }

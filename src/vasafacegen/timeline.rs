@@ -43,8 +43,9 @@ pub enum Absorbed {
     /// A slice of silence went in before it, for a gap of `missing` samples; the rest
     /// comes with [`Timeline::continue_pending`].
     GapFilled { missing: u64 },
-    /// It overlapped audio already here by `overlap` samples, which were dropped.
-    Trimmed { overlap: u64 },
+    /// It overlapped audio already here by `overlap` samples; `dropped` of its own
+    /// samples (at most all of them) were dropped.
+    Trimmed { overlap: u64, dropped: u64 },
     /// Silence (a GAP event) went in.
     Silence,
 }
@@ -111,6 +112,12 @@ impl Timeline {
         }
     }
 
+    /// Starts the frames at `ns` before any audio has come (live: a face from PLAYING
+    /// on, as a camera would). Audio then lands by its time relative to `ns`.
+    pub fn begin_at(&mut self, ns: u64) {
+        self.start(ns);
+    }
+
     /// Anchors the segment's first sample at `pts_ns` unless it already has an origin;
     /// returns the origin.
     fn start(&mut self, pts_ns: u64) -> u64 {
@@ -154,6 +161,7 @@ impl Timeline {
             }
             Absorbed::Trimmed {
                 overlap: overlap as u64,
+                dropped: overlap.min(samples.len()) as u64,
             }
         } else {
             self.audio.extend(&samples);
@@ -197,6 +205,26 @@ impl Timeline {
                 Some(Absorbed::Silence)
             }
         }
+    }
+
+    /// Fills the time up to `end` (a sample number) with silence, for a frame that must
+    /// be drawn before its audio came (live); returns how many samples were missing.
+    /// Audio that comes later for that time overlaps and is dropped.
+    pub fn fill_silence_to(&mut self, end: u64) -> u64 {
+        let missing = end.saturating_sub(self.audio.received());
+        self.audio.extend_silence(missing);
+        missing
+    }
+
+    /// The audio stops here (a flush, barge-in): what was received for the next frame
+    /// on is forgotten and what later frames would still hear of the past is silenced,
+    /// so the lips go to rest at once. The frames carry on where they were.
+    pub fn interrupt(&mut self) {
+        self.pending = None;
+        if let Some(next) = self.next_frame() {
+            self.audio.cut_at(next.span.start);
+        }
+        self.audio.silence_all();
     }
 
     /// The next frame, once the segment has begun.
@@ -398,7 +426,10 @@ mod tests {
         let overlapping: Vec<f32> = vec![0.25; 16_000];
         assert_eq!(
             t.push_audio(900 * MS, overlapping),
-            Absorbed::Trimmed { overlap: 1_600 }
+            Absorbed::Trimmed {
+                overlap: 1_600,
+                dropped: 1_600
+            }
         );
         assert_eq!(t.received(), 16_000 + 14_400);
         // Entirely inside what is here: nothing added.
@@ -470,8 +501,100 @@ mod tests {
         // Late audio stamped before the segment began overlaps what is here.
         assert_eq!(
             t.push_audio(900 * MS, samples(200)),
-            Absorbed::Trimmed { overlap: 2_240 }
+            Absorbed::Trimmed {
+                overlap: 2_240,
+                dropped: 2_240
+            }
         );
         assert_eq!(t.received(), 1_600);
+    }
+
+    /// Draws frames the way the live task does when their audio is late: silence up to
+    /// the frame's end, then the frame.
+    fn draw_late(t: &mut Timeline, count: usize) -> Vec<(FrameSlot, Vec<f32>)> {
+        let mut out = Vec::new();
+        let mut buffer = Vec::new();
+        for _ in 0..count {
+            let slot = t.next_frame().unwrap();
+            t.fill_silence_to(slot.span.end);
+            let frame = t.window(&slot, 0, 0, &mut buffer).frame_samples().to_vec();
+            out.push((slot, frame));
+            t.frame_done(0);
+        }
+        out
+    }
+
+    #[test]
+    fn live_frames_start_before_audio_and_late_audio_is_dropped() {
+        let mut t = timeline(25);
+        t.begin_at(300 * MS);
+        assert!(t.started());
+        // Half a second with no audio at all: 12 frames of silence from 300 ms on.
+        let mut frames = draw_late(&mut t, 12);
+        assert_eq!(frames[0].0.pts_ns, 300 * MS);
+        // Audio for 700..900 ms arrives late: the first 80 ms were drawn already.
+        let late = vec![0.5; 3_200];
+        assert_eq!(
+            t.push_audio(700 * MS, late),
+            Absorbed::Trimmed {
+                overlap: 1_280,
+                dropped: 1_280
+            }
+        );
+        // Wholly late audio is wholly dropped, however long ago it belonged.
+        assert_eq!(
+            t.push_audio(0, samples(20)),
+            Absorbed::Trimmed {
+                overlap: 14_400,
+                dropped: 320
+            }
+        );
+        // Audio on time after a hole lands where it belongs.
+        assert_eq!(
+            t.push_audio(1_300 * MS, samples(200)),
+            Absorbed::GapFilled { missing: 6_400 }
+        );
+        absorb(&mut t, &mut frames);
+        frames.extend(drain(&mut t, 0, true));
+        assert_contiguous(&frames);
+        let loud = |(_, f): &(FrameSlot, Vec<f32>)| f.iter().all(|&s| s > 0.0);
+        // 300..780 silence, 780..900 the late audio's rest, 900..1300 silence, then sound.
+        assert!(frames[..12].iter().all(|f| !loud(f)));
+        assert!(frames[12..15].iter().all(loud));
+        assert!(frames[15..25].iter().all(|f| !loud(f)));
+        assert!(frames[25..].iter().all(loud));
+        assert_eq!(frames.len(), 30);
+    }
+
+    #[test]
+    fn an_interruption_forgets_the_audio_ahead_and_keeps_the_frames_going() {
+        let mut t = timeline(25);
+        t.begin_at(0);
+        t.push_audio(0, samples(1_000));
+        let mut frames = drain(&mut t, 1_600, false);
+        assert_eq!(frames.len(), 22);
+        t.interrupt();
+        // Nothing is ready: the audio for frame 22 on is gone.
+        let next = t.next_frame().unwrap();
+        assert!(!t.is_ready(&next, 0, false));
+        let mut history = Vec::new();
+        assert!(
+            t.window(&next, 640, 0, &mut history)
+                .samples
+                .iter()
+                .all(|&s| s == 0.0),
+            "what came before the cut is not heard any more"
+        );
+        frames.extend(draw_late(&mut t, 3));
+        // New audio after the cut lands by its time.
+        assert_eq!(t.push_audio(1_000 * MS, samples(200)), Absorbed::Taken);
+        frames.extend(drain(&mut t, 0, true));
+        assert_contiguous(&frames);
+        assert!(
+            frames[22..25]
+                .iter()
+                .all(|(_, f)| f.iter().all(|&s| s == 0.0))
+        );
+        assert_eq!(frames.len(), 30);
     }
 }

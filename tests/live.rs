@@ -1,0 +1,430 @@
+//! The element with a live upstream, on a `TestClock`: frames follow the clock from
+//! PLAYING on, before the first word and through pauses in the audio; audio that comes
+//! late is dropped and counted; a flush from upstream (barge-in) rests the lips and the
+//! video goes on. Each test plays out a schedule of audio arrivals against the clock,
+//! event by event, so nothing depends on how fast this machine is.
+
+mod common;
+
+use common::{AUDIO_CAPS, RATE, astronaut, audio_buffer, init, speech_clip};
+use gst::prelude::*;
+
+const MS: u64 = 1_000_000;
+const PERIOD_MS: u64 = 40;
+const SMALL: &str = "video/x-raw,format=RGBA,width=96,height=96,framerate=25/1";
+/// The element's `latency` in these tests: its lookahead.
+const LOOKAHEAD_MS: u64 = 100;
+
+/// Something that happens upstream at a clock time.
+enum Arrival {
+    /// Audio pushed at `at`, timestamped `pts` (as `do-timestamp` gives: its running time
+    /// when pushed, or earlier for a source that reports latency).
+    Audio {
+        at: u64,
+        pts: u64,
+        samples: Vec<i16>,
+    },
+    /// The application cuts the speech: FLUSH_START and FLUSH_STOP from upstream.
+    Flush { at: u64 },
+}
+
+impl Arrival {
+    fn at(&self) -> u64 {
+        match self {
+            Self::Audio { at, .. } | Self::Flush { at } => *at,
+        }
+    }
+}
+
+/// Speech as a live source gives it: 20 ms buffers, each pushed when its last sample
+/// was captured, stamped with its first sample's running time.
+fn spoken(samples: &[i16], from_ns: u64) -> Vec<Arrival> {
+    let chunk = RATE as usize / 50;
+    samples
+        .chunks(chunk)
+        .enumerate()
+        .map(|(i, part)| {
+            let pts = from_ns + (i * chunk) as u64 * 1_000_000_000 / RATE;
+            Arrival::Audio {
+                at: pts + part.len() as u64 * 1_000_000_000 / RATE,
+                pts,
+                samples: part.to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// A frame as it came out, with the clock time at which it was pushed.
+struct Frame {
+    pts: u64,
+    duration: u64,
+    pushed_at: u64,
+    audio_missing: bool,
+    mouth_open: f64,
+}
+
+struct LiveRun {
+    h: gst_check::Harness,
+    clock: gst_check::TestClock,
+    pushed_at: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl LiveRun {
+    /// A vasafacegen after a live source, on a test clock at 0, PLAYING.
+    fn new(properties: &[(&str, &str)]) -> Self {
+        init();
+        let image = astronaut();
+        let mut builder = gst::ElementFactory::make("vasafacegen")
+            .property("image", image.to_str().unwrap())
+            .property("latency", LOOKAHEAD_MS as u32);
+        for (name, value) in properties {
+            builder = builder.property_from_str(name, value);
+        }
+        let element = builder.build().unwrap();
+        let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+        h.set_live(true);
+        h.use_testclock();
+        let clock = h.testclock().unwrap();
+        // The clock time of each push, read in the streaming thread as it pushes.
+        let pushed_at = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (record, probe_clock) = (pushed_at.clone(), clock.clone());
+        element
+            .static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                record.lock().unwrap().push(probe_clock.time().nseconds());
+                gst::PadProbeReturn::Ok
+            });
+        h.set_sink_caps_str(SMALL);
+        h.play();
+        h.set_src_caps_str(AUDIO_CAPS);
+        Self {
+            h,
+            clock,
+            pushed_at,
+        }
+    }
+
+    /// Plays out `arrivals` (in time order) against the clock until it reaches `until`:
+    /// whenever the element waits on the clock, whatever arrives before its wait ends is
+    /// delivered first; otherwise the clock moves to the wait's end and releases it.
+    fn play_until(&mut self, arrivals: Vec<Arrival>, until: u64) {
+        let mut arrivals = arrivals.into_iter().peekable();
+        loop {
+            // A live element always ends up waiting on the clock for its next frame.
+            let (waiting, mut waits) = self.clock.timed_wait_for_multiple_pending_ids(1, 20_000);
+            assert!(waiting, "the element did not wait on the clock within 20 s");
+            let wait = waits.remove(0);
+            let due = wait.time().nseconds();
+            if let Some(next) = arrivals.next_if(|a| a.at() <= due.min(until)) {
+                self.clock
+                    .set_time(gst::ClockTime::from_nseconds(next.at()).max(self.clock.time()));
+                match next {
+                    Arrival::Audio { pts, samples, .. } => {
+                        assert_eq!(
+                            self.h.push(audio_buffer(&samples, pts)),
+                            Ok(gst::FlowSuccess::Ok)
+                        );
+                    }
+                    Arrival::Flush { .. } => {
+                        assert!(self.h.push_event(gst::event::FlushStart::new()));
+                        assert!(self.h.push_event(gst::event::FlushStop::new(false)));
+                        // A source sends a new segment after a flush.
+                        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+                        assert!(self.h.push_event(gst::event::Segment::new(&segment)));
+                    }
+                }
+                // The element woke up for it and will wait again.
+                continue;
+            }
+            if due > until {
+                return;
+            }
+            drop(wait);
+            self.clock.set_time(gst::ClockTime::from_nseconds(due));
+            assert!(self.clock.process_next_clock_id().is_some());
+        }
+    }
+
+    /// Every frame out so far.
+    fn frames(&mut self) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        while let Some(buffer) = self.h.try_pull() {
+            let meta = gst::meta::CustomMeta::from_buffer(&buffer, "VasaFaceGenFrameMeta")
+                .expect("every frame carries its notes");
+            let notes = meta.structure();
+            frames.push(Frame {
+                pts: buffer.pts().unwrap().nseconds(),
+                duration: buffer.duration().unwrap().nseconds(),
+                pushed_at: 0,
+                audio_missing: notes.get("audio-missing").unwrap(),
+                mouth_open: notes.get("mouth-open").unwrap(),
+            });
+        }
+        let pushed_at = self.pushed_at.lock().unwrap();
+        let already = pushed_at.len() - frames.len();
+        for (frame, at) in frames.iter_mut().zip(&pushed_at[already..]) {
+            frame.pushed_at = *at;
+        }
+        frames
+    }
+
+    fn latency(&self) -> u64 {
+        let mut query = gst::query::Latency::new();
+        assert!(self.h.sinkpad().unwrap().peer_query(&mut query));
+        query.result().1.nseconds()
+    }
+}
+
+/// Frames come one period apart from 0, none pushed later than it is to be shown.
+fn assert_on_time_from_zero(frames: &[Frame], latency: u64) {
+    for (n, frame) in frames.iter().enumerate() {
+        assert_eq!(
+            frame.pts,
+            n as u64 * PERIOD_MS * MS,
+            "frame {n}'s timestamp"
+        );
+        assert_eq!(frame.duration, PERIOD_MS * MS, "frame {n}'s duration");
+        assert!(
+            frame.pushed_at <= frame.pts + latency,
+            "frame {n} pushed at {} ms, to be shown at {} ms",
+            frame.pushed_at / MS,
+            (frame.pts + latency) / MS
+        );
+    }
+}
+
+fn frames_in(frames: &[Frame], from_ms: u64, to_ms: u64) -> Vec<&Frame> {
+    frames
+        .iter()
+        .filter(|f| f.pts >= from_ms * MS && f.pts < to_ms * MS)
+        .collect()
+}
+
+/// The frames that had to be out before `time`: due (their end plus the lookahead)
+/// before it.
+fn frames_due_before(frames: &[Frame], time: u64) -> Vec<&Frame> {
+    frames
+        .iter()
+        .filter(|f| f.pts + f.duration + LOOKAHEAD_MS * MS < time)
+        .collect()
+}
+
+/// Where speech starts in `samples`: the first 10 ms louder than -35 dBFS.
+fn voice_onset_ns(samples: &[i16]) -> u64 {
+    let window = RATE as usize / 100;
+    let index = samples
+        .chunks(window)
+        .position(|part| {
+            let power = part
+                .iter()
+                .map(|&s| (s as f64 / 32768.0).powi(2))
+                .sum::<f64>()
+                / part.len() as f64;
+            10.0 * power.log10() > -35.0
+        })
+        .expect("the clip has speech");
+    (index * window) as u64 * 1_000_000_000 / RATE
+}
+
+/// The first frame at or after `from_ns` whose mouth is open.
+fn first_open_after(frames: &[Frame], from_ns: u64) -> Option<&Frame> {
+    frames
+        .iter()
+        .find(|f| f.pts + f.duration > from_ns && f.mouth_open > 0.05)
+}
+
+#[test]
+fn frames_flow_from_playing_before_the_first_word() {
+    for first_word_ms in [500, 2_000] {
+        let mut run = LiveRun::new(&[]);
+        let speech = speech_clip(0.0, 1.0);
+        let onset = voice_onset_ns(&speech);
+        let start = first_word_ms * MS;
+        run.play_until(spoken(&speech, start), start + 1_500 * MS);
+        let frames = run.frames();
+        assert_on_time_from_zero(&frames, run.latency());
+        let idle = frames_in(&frames, 0, first_word_ms);
+        assert!(
+            idle.len().abs_diff((first_word_ms / PERIOD_MS) as usize) <= 1,
+            "{} frames before the first audio at {first_word_ms} ms",
+            idle.len()
+        );
+        assert!(idle.iter().all(|f| f.mouth_open == 0.0));
+        // Those due before the first audio came were drawn without it; the others knew
+        // from its timestamp that their time was silent.
+        let first_arrival = start + 20 * MS;
+        assert!(
+            frames_due_before(&frames, first_arrival)
+                .iter()
+                .all(|f| f.audio_missing)
+        );
+        // The same timeline goes on with the speech, and the lips follow it.
+        let open = first_open_after(&frames, start + onset).expect("the mouth opens");
+        assert!(
+            open.pts <= start + onset + PERIOD_MS * MS,
+            "first open frame at {} ms for a voice onset at {} ms",
+            open.pts / MS,
+            (start + onset) / MS
+        );
+        assert!(
+            frames_in(&frames, first_word_ms, first_word_ms + 900)
+                .iter()
+                .all(|f| !f.audio_missing)
+        );
+    }
+}
+
+#[test]
+fn a_three_second_hole_in_the_audio_is_filled_on_time_at_rest() {
+    let mut run = LiveRun::new(&[]);
+    let first = speech_clip(0.0, 1.0);
+    let second = speech_clip(1.0, 1.0);
+    let onset = voice_onset_ns(&second);
+    let mut arrivals = spoken(&first, 0);
+    arrivals.extend(spoken(&second, 4_000 * MS));
+    run.play_until(arrivals, 5_500 * MS);
+    let frames = run.frames();
+    assert_on_time_from_zero(&frames, run.latency());
+    let hole = frames_in(&frames, 1_000, 4_000);
+    assert!(
+        hole.len().abs_diff(75) <= 1,
+        "{} frames in the hole",
+        hole.len()
+    );
+    // At rest from 120 ms into the hole to its end.
+    for frame in frames_in(&frames, 1_120, 4_000) {
+        assert_eq!(frame.mouth_open, 0.0, "mouth at {} ms", frame.pts / MS);
+    }
+    assert!(
+        frames_due_before(&frames, 4_020 * MS)
+            .iter()
+            .filter(|f| f.pts >= 1_000 * MS)
+            .all(|f| f.audio_missing)
+    );
+    let open = first_open_after(&frames, 4_000 * MS + onset).expect("speech again");
+    assert!(
+        open.pts <= 4_000 * MS + onset + PERIOD_MS * MS,
+        "first open frame at {} ms for a voice onset at {} ms",
+        open.pts / MS,
+        (4_000 * MS + onset) / MS
+    );
+    let element = run.h.element().unwrap();
+    assert_eq!(element.property::<u64>("late-audio-dropped"), 0);
+    assert!(element.property::<u64>("frames-without-audio") >= 72);
+}
+
+#[test]
+fn audio_that_comes_after_its_frames_is_dropped_and_counted() {
+    let mut run = LiveRun::new(&[]);
+    let speech = speech_clip(0.0, 2.5);
+    // A network stall: what was said from 1 s on arrives at 2.2 s, all at once.
+    let stall_end = 2_200;
+    let mut arrivals = spoken(&speech[..RATE as usize], 0);
+    for arrival in spoken(&speech[RATE as usize..], 1_000 * MS) {
+        if let Arrival::Audio { pts, samples, .. } = arrival {
+            arrivals.push(Arrival::Audio {
+                at: stall_end * MS,
+                pts,
+                samples,
+            });
+        }
+    }
+    run.play_until(arrivals, 3_000 * MS);
+    let frames = run.frames();
+    assert_on_time_from_zero(&frames, run.latency());
+    // By 2.2 s the frames due by then are out: those ending up to 2.2 s - lookahead.
+    let drawn_until = (stall_end - LOOKAHEAD_MS) / PERIOD_MS * PERIOD_MS;
+    let dropped = run
+        .h
+        .element()
+        .unwrap()
+        .property::<u64>("late-audio-dropped");
+    assert!(
+        dropped.abs_diff((drawn_until - 1_000) * MS) <= PERIOD_MS * MS,
+        "{} ms dropped, about {} ms expected",
+        dropped / MS,
+        drawn_until - 1_000
+    );
+    assert!(
+        frames_in(&frames, 1_000, drawn_until)
+            .iter()
+            .all(|f| f.audio_missing)
+    );
+    // What arrived in time for frames not yet drawn moves the lips.
+    let in_time = frames_in(&frames, drawn_until, 2_500);
+    assert!(in_time.iter().all(|f| !f.audio_missing));
+    assert!(in_time.iter().any(|f| f.mouth_open > 0.0));
+}
+
+#[test]
+fn a_flush_mid_word_rests_the_lips_and_the_video_goes_on() {
+    let mut run = LiveRun::new(&[]);
+    let speech = speech_clip(0.0, 2.0);
+    let mut arrivals = spoken(&speech, 0);
+    // The application cuts the speech mid-word at 700 ms: nothing more of it comes.
+    let cut = 700 * MS;
+    arrivals.retain(|a| a.at() <= cut);
+    arrivals.push(Arrival::Flush { at: cut });
+    run.play_until(arrivals, 2_000 * MS);
+    let frames = run.frames();
+    assert_on_time_from_zero(&frames, run.latency());
+    assert!(
+        frames_in(&frames, 300, 700)
+            .iter()
+            .any(|f| f.mouth_open > 0.2),
+        "the mouth was open before the cut"
+    );
+    for frame in frames_in(&frames, 700 + 120, 2_000) {
+        assert_eq!(frame.mouth_open, 0.0, "mouth at {} ms", frame.pts / MS);
+    }
+    // The flush stayed here: downstream neither flushed nor lost its segment.
+    while let Some(event) = run.h.try_pull_event() {
+        assert!(
+            !matches!(
+                event.type_(),
+                gst::EventType::FlushStart | gst::EventType::FlushStop
+            ),
+            "{event:?} went downstream"
+        );
+    }
+    // And audio after the cut is taken again.
+    let more = speech_clip(1.0, 1.0);
+    let onset = voice_onset_ns(&more);
+    run.play_until(spoken(&more, 2_000 * MS), 3_500 * MS);
+    let after = run.frames();
+    assert_eq!(after[0].pts, frames.last().unwrap().pts + PERIOD_MS * MS);
+    let open = first_open_after(&after, 2_000 * MS + onset).expect("speech after the cut");
+    assert!(open.pts <= 2_000 * MS + onset + PERIOD_MS * MS);
+}
+
+#[test]
+fn pausing_stops_the_frames_and_playing_again_continues_the_timeline() {
+    let mut run = LiveRun::new(&[]);
+    run.play_until(Vec::new(), 1_000 * MS);
+    let before = run.frames();
+    // The frames due by 1 s: those ending by 1 s - lookahead.
+    assert_eq!(before.len() as u64, (1_000 - LOOKAHEAD_MS) / PERIOD_MS);
+    let element = run.h.element().unwrap();
+    element.set_state(gst::State::Paused).unwrap();
+    // PAUSED: the element waits for nothing on the clock and sends nothing.
+    run.clock.set_time(gst::ClockTime::from_seconds(5));
+    assert!(run.clock.peek_next_pending_id().is_none());
+    assert!(run.h.try_pull().is_none());
+    // PLAYING again with the running time where it stopped, as a pipeline does.
+    element.set_base_time(gst::ClockTime::from_seconds(4));
+    element.set_state(gst::State::Playing).unwrap();
+    run.play_until(Vec::new(), 6_000 * MS);
+    let after = run.frames();
+    assert_eq!(after[0].pts, before.last().unwrap().pts + PERIOD_MS * MS);
+    for pair in after.windows(2) {
+        assert_eq!(pair[0].pts + PERIOD_MS * MS, pair[1].pts);
+    }
+}
+
+#[test]
+fn the_latency_answer_holds_live() {
+    let run = LiveRun::new(&[]);
+    // Lookahead + one period for the frame's own audio + one for drawing it.
+    assert_eq!(run.latency(), (LOOKAHEAD_MS + 2 * PERIOD_MS) * MS);
+}
