@@ -28,9 +28,12 @@ packages=(
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-base-apps
     gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav
+    # The live agent example (examples/python/tts_avatar.py, run by `make test`):
+    # PyGObject for the system python, and a voice.
+    python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 espeak-ng
 )
 if [ "${1:-}" = "--with-tts" ]; then
-    packages+=(espeak-ng libespeak-ng1 festival festvox-kallpc16k festvox-kdlpc16k
+    packages+=(libespeak-ng1 festival festvox-kallpc16k festvox-kdlpc16k
                festvox-us-slt-hts festvox-ca-ona-hts festival-ca festvox-italp16k
                festvox-itapc16k sox fonts-dejavu-core)
 fi

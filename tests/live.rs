@@ -26,12 +26,14 @@ enum Arrival {
     },
     /// The application cuts the speech: FLUSH_START and FLUSH_STOP from upstream.
     Flush { at: u64 },
+    /// The application cuts the speech with the element's `interrupt` signal.
+    Interrupt { at: u64 },
 }
 
 impl Arrival {
     fn at(&self) -> u64 {
         match self {
-            Self::Audio { at, .. } | Self::Flush { at } => *at,
+            Self::Audio { at, .. } | Self::Flush { at } | Self::Interrupt { at } => *at,
         }
     }
 }
@@ -132,6 +134,10 @@ impl LiveRun {
                         // A source sends a new segment after a flush.
                         let segment = gst::FormattedSegment::<gst::ClockTime>::new();
                         assert!(self.h.push_event(gst::event::Segment::new(&segment)));
+                    }
+                    Arrival::Interrupt { .. } => {
+                        let element = self.h.element().unwrap();
+                        assert!(element.emit_by_name::<bool>("interrupt", &[]));
                     }
                 }
                 // The element woke up for it and will wait again.
@@ -396,6 +402,38 @@ fn a_flush_mid_word_rests_the_lips_and_the_video_goes_on() {
     assert_eq!(after[0].pts, frames.last().unwrap().pts + PERIOD_MS * MS);
     let open = first_open_after(&after, 2_000 * MS + onset).expect("speech after the cut");
     assert!(open.pts <= 2_000 * MS + onset + PERIOD_MS * MS);
+}
+
+#[test]
+fn the_interrupt_signal_cuts_the_speech_as_a_flush_does() {
+    let mut run = LiveRun::new(&[]);
+    let speech = speech_clip(0.0, 2.0);
+    let cut = 700 * MS;
+    let mut arrivals = spoken(&speech, 0);
+    arrivals.retain(|a| a.at() <= cut);
+    arrivals.push(Arrival::Interrupt { at: cut });
+    run.play_until(arrivals, 1_500 * MS);
+    let frames = run.frames();
+    assert_on_time_from_zero(&frames, run.latency());
+    assert!(
+        frames_in(&frames, 300, 700)
+            .iter()
+            .any(|f| f.mouth_open > 0.2)
+    );
+    for frame in frames_in(&frames, 700 + 120, 1_500) {
+        assert_eq!(frame.mouth_open, 0.0, "mouth at {} ms", frame.pts / MS);
+    }
+}
+
+#[test]
+fn interrupt_refuses_a_stream_that_is_not_live() {
+    let mut h = common::harness(&astronaut(), SMALL);
+    common::push_audio(&mut h, &speech_clip(0.0, 0.5), 0, 800);
+    let element = h.element().unwrap();
+    assert!(!element.emit_by_name::<bool>("interrupt", &[]));
+    h.push_event(gst::event::Eos::new());
+    // Nothing was cut: every frame of the half second.
+    assert_eq!(common::pull_until_eos(&mut h).len(), 13);
 }
 
 #[test]

@@ -15,6 +15,22 @@
 //! sample counts, see `timeline`). `T` seconds of audio give exactly `ceil(T * fps)`
 //! frames. Gaps in the audio timestamps (and GAP events) become silence, so the video
 //! has no holes; overlaps are trimmed. EOS flushes every pending frame, then is forwarded.
+//! That is when upstream is not live (a file, a decoder): the element waits for audio.
+//!
+//! ## Live
+//! With a live upstream (a microphone, `appsrc is-live=true`, WebRTC) the frames follow
+//! the pipeline clock from PLAYING on, as a camera's would, in running time in a
+//! segment of the element's own: frame `n` is drawn once its audio and the lookahead
+//! are in, and at the latest when they should have arrived; audio that has not come by
+//! then is drawn as silence (mouth at rest, blinks, calm head motion), and the frame is
+//! pushed in time to be shown at its running time + the latency. Audio that arrives for
+//! time already drawn is dropped (`late-audio-dropped`). PAUSED stops the frames;
+//! PLAYING resumes them. A FLUSH_START/FLUSH_STOP from upstream (or the `interrupt`
+//! action signal) cuts the audio: what was not yet drawn is dropped, the lips go to rest
+//! at once, the head and blinks carry on, and the video goes on without a flush
+//! downstream. Flushes caused by a seek sent through the element go downstream as usual.
+//! Every frame carries a `VasaFaceGenFrameMeta` custom meta (`audio-missing`,
+//! `mouth-open`).
 //!
 //! ## Threads
 //! The sink pad converts and queues audio (at most half a second ahead, then it blocks
@@ -149,6 +165,26 @@ impl ObjectSubclass for VasaFaceGen {
 impl ObjectImpl for VasaFaceGen {
     fn properties() -> &'static [glib::ParamSpec] {
         settings::properties()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            vec![
+                // Barge-in for applications that feed the audio themselves: the same as
+                // FLUSH_START + FLUSH_STOP from upstream, without touching upstream.
+                glib::subclass::Signal::builder("interrupt")
+                    .action()
+                    .return_type::<bool>()
+                    .class_handler(|values| {
+                        let element = values[0]
+                            .get::<super::VasaFaceGen>()
+                            .expect("signal sent to a vasafacegen");
+                        Some(element.imp().interrupt().to_value())
+                    })
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {

@@ -70,6 +70,10 @@ pub struct Shared {
     pub interrupt_pending: bool,
     /// Counts those cuts: a frame drawn across one is drawn again, not pushed.
     pub interruptions: u64,
+    /// The running time of the last `interrupt` signal: audio stamped before it that
+    /// is still on its way (in an appsrc's or a queue's buffer) belongs to the speech
+    /// that was cut and is dropped when it comes.
+    pub cut_before_ns: Option<u64>,
     /// The clock wait the live task is in, unscheduled when it must wake up.
     pub clock_wait: Option<gst::SingleShotClockId>,
     /// The seqnum of the last flushing seek that went upstream through the element:
@@ -93,6 +97,7 @@ impl Default for Shared {
             sink_flushing: false,
             interrupt_pending: false,
             interruptions: 0,
+            cut_before_ns: None,
             clock_wait: None,
             seek_seqnum: None,
         }
@@ -191,7 +196,10 @@ impl VasaFaceGen {
             let shared = lock(&self.shared);
             shared.flow?;
             if shared.sink_flushing {
-                return Err(gst::FlowError::Flushing);
+                // Dropped, as a flush drops what comes before its FLUSH_STOP; not
+                // FLUSHING, which would stop an upstream that is not flushing itself
+                // (a queue, when the application flushes this element alone).
+                return Ok(gst::FlowSuccess::Ok);
             }
             if shared.eos {
                 return Err(gst::FlowError::Eos);
@@ -257,7 +265,7 @@ impl VasaFaceGen {
         }
         shared.flow?;
         if shared.sink_flushing {
-            return Err(gst::FlowError::Flushing);
+            return Ok(gst::FlowSuccess::Ok);
         }
         shared.queued_samples += samples.len();
         shared.queue.push_back(Item::Audio {
@@ -417,6 +425,35 @@ impl VasaFaceGen {
         shared.interrupt_pending = true;
         shared.interruptions += 1;
         self.wake_task(&mut shared);
+        true
+    }
+
+    /// The `interrupt` action signal: cuts the audio as a flush from upstream would
+    /// (live only). Returns whether it did.
+    pub(super) fn interrupt(&self) -> bool {
+        let mut shared = lock(&self.shared);
+        if !shared.live || shared.flow.is_err() {
+            drop(shared);
+            gst::warning!(
+                CAT,
+                imp = self,
+                "interrupt: only a live stream is cut this way; flush the pipeline \
+                 (a flushing seek) to cut a stream that is not live"
+            );
+            return false;
+        }
+        let obj = self.obj();
+        let now = obj
+            .clock()
+            .zip(obj.base_time())
+            .map(|(clock, base)| clock.time().saturating_sub(base).nseconds());
+        shared.clear_queue();
+        shared.interrupt_pending = true;
+        shared.interruptions += 1;
+        shared.cut_before_ns = now.or(shared.cut_before_ns);
+        self.wake_task(&mut shared);
+        drop(shared);
+        gst::info!(CAT, imp = self, "interrupted by the application");
         true
     }
 

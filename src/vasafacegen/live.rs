@@ -30,9 +30,18 @@ impl VasaFaceGen {
         (lookahead, allowed): (u64, u64),
         controls: &MotionControls,
     ) -> Result<Vec<Out>, gst::FlowError> {
-        let interrupted = std::mem::take(&mut lock(&self.shared).interrupt_pending);
+        let (interrupted, cut_before) = {
+            let mut shared = lock(&self.shared);
+            (
+                std::mem::take(&mut shared.interrupt_pending),
+                shared.cut_before_ns.take(),
+            )
+        };
         if interrupted {
             self.interrupt_audio(state);
+        }
+        if cut_before.is_some() {
+            state.cut_before_ns = cut_before;
         }
         // What is pending or queued goes in first, without waiting.
         if let Some(absorbed) = state.timeline.continue_pending() {
@@ -109,6 +118,19 @@ impl VasaFaceGen {
     /// An item from the sink pad, live: audio and gaps land by their running time.
     fn take_live_item(&self, state: &mut TaskState, item: Item) -> Vec<Out> {
         match item {
+            Item::Audio {
+                running_time: Some(running_time),
+                ..
+            } if state
+                .cut_before_ns
+                .is_some_and(|cut| running_time.nseconds() < cut) =>
+            {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "audio of the speech cut at interrupt dropped"
+                );
+            }
             Item::Audio {
                 running_time: Some(running_time),
                 samples,

@@ -47,6 +47,8 @@ pub struct TaskState {
     pub(super) stream_started: bool,
     /// Live: audio is arriving after its frames were drawn (logged once per stall).
     pub(super) stalled: bool,
+    /// Live: audio stamped before this running time was cut by `interrupt`.
+    pub(super) cut_before_ns: Option<u64>,
 }
 
 impl TaskState {
@@ -54,6 +56,7 @@ impl TaskState {
     pub(super) fn reset_stream(&mut self) {
         self.live = None;
         self.stalled = false;
+        self.cut_before_ns = None;
         self.timeline.reset();
         self.draining = None;
         if let Some(engine) = self.engine.as_mut() {
