@@ -62,7 +62,10 @@ struct Frame {
     duration: u64,
     pushed_at: u64,
     audio_missing: bool,
+    /// Builtin motion: the mouth's opening; keypoint motion (JoyVASA): none.
     mouth_open: f64,
+    /// Keypoint motion: how much the silence rule holds the lips at rest.
+    lips_at_rest: Option<f64>,
 }
 
 struct LiveRun {
@@ -164,7 +167,8 @@ impl LiveRun {
                 duration: buffer.duration().unwrap().nseconds(),
                 pushed_at: 0,
                 audio_missing: notes.get("audio-missing").unwrap(),
-                mouth_open: notes.get("mouth-open").unwrap(),
+                mouth_open: notes.get("mouth-open").unwrap_or(0.0),
+                lips_at_rest: notes.get("lips-at-rest").ok(),
             });
         }
         let pushed_at = self.pushed_at.lock().unwrap();
@@ -465,4 +469,34 @@ fn the_latency_answer_holds_live() {
     let run = LiveRun::new(&[]);
     // Lookahead + one period for the frame's own audio + one for drawing it.
     assert_eq!(run.latency(), (LOOKAHEAD_MS + 2 * PERIOD_MS) * MS);
+}
+
+#[test]
+fn joyvasa_motion_follows_the_clock_and_its_lips_rest_at_a_cut() {
+    // The fixture bundle (reduced networks, random weights): only the timing and the
+    // silence rule can be judged, not the look.
+    let bundle = common::joyvasa_bundle("fixed");
+    let mut run = LiveRun::new(&[("model", bundle.to_str().unwrap())]);
+    let speech = speech_clip(0.0, 1.0);
+    let cut = 900 * MS;
+    let mut arrivals = spoken(&speech, 300 * MS);
+    arrivals.retain(|a| a.at() <= cut);
+    arrivals.push(Arrival::Interrupt { at: cut });
+    run.play_until(arrivals, 1_200 * MS);
+    let frames = run.frames();
+    assert_on_time_from_zero(&frames, run.latency());
+    assert!(frames.len() >= 25, "{} frames", frames.len());
+    let rest = |f: &&Frame| f.lips_at_rest.expect("keypoint motion notes its lips");
+    // Before the first word, the lips rest; while speaking they do not.
+    assert!(frames_in(&frames, 0, 300).iter().all(|f| rest(f) > 0.9));
+    assert!(frames_in(&frames, 400, 800).iter().any(|f| rest(f) < 0.5));
+    // From 120 ms after the cut, at rest again.
+    for frame in frames_in(&frames, 900 + 120, 1_200) {
+        assert!(
+            rest(&frame) > 0.9,
+            "lips at {} ms: {:?}",
+            frame.pts / MS,
+            frame.lips_at_rest
+        );
+    }
 }

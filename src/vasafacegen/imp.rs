@@ -288,7 +288,13 @@ impl ElementImpl for VasaFaceGen {
                 // The task is stopped now (pads deactivated).
                 self.streaming.store(false, Ordering::SeqCst);
                 self.task.with(|task| task.stop_stream());
-                lock(&self.shared).new_source = None;
+                let mut shared = lock(&self.shared);
+                shared.new_source = None;
+                // The next stream asks again whether upstream is live.
+                shared.live = false;
+                shared.cut_before_ns = None;
+                shared.interrupt_pending = false;
+                shared.sink_flushing = false;
             }
             gst::StateChange::ReadyToNull => {
                 self.task.with(|task| task.engine = None);

@@ -16,12 +16,15 @@ pub const FRAME_META: &str = "VasaFaceGenFrameMeta";
 
 /// What a frame carries beside its pixels, as a custom meta named [`FRAME_META`] with
 /// the fields `audio-missing` (boolean: live, its audio had not come when it was due,
-/// so it was drawn as silence) and, for face-parameter motion, `mouth-open` (double,
-/// 0 closed .. 1 wide open). Applications read it to show whether the avatar speaks;
-/// the tests read it to check the lips without image analysis.
+/// so it was drawn as silence), for face-parameter motion (builtin) `mouth-open`
+/// (double, 0 closed .. 1 wide open), and for keypoint motion (JoyVASA) `lips-at-rest`
+/// (double, 1 when the silence rule holds the lips at the portrait's own). Applications
+/// read it to show whether the avatar speaks; the tests read it to check the lips
+/// without image analysis.
 pub struct FrameNotes {
     pub audio_missing: bool,
     pub mouth_open: Option<f32>,
+    pub lips_at_rest: Option<f32>,
 }
 
 /// Registers [`FRAME_META`] (plugin load).
@@ -195,6 +198,9 @@ impl VasaFaceGen {
             fields.set("audio-missing", notes.audio_missing);
             if let Some(open) = notes.mouth_open {
                 fields.set("mouth-open", f64::from(open));
+            }
+            if let Some(rest) = notes.lips_at_rest {
+                fields.set("lips-at-rest", f64::from(rest));
             }
             let mut frame_map =
                 gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &output.info).map_err(

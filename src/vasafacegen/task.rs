@@ -519,7 +519,11 @@ impl VasaFaceGen {
             audio_missing,
             mouth_open: match &motion {
                 Motion::Face(face) => Some(face.mouth_open),
-                _ => None,
+                Motion::Keypoints(_) => None,
+            },
+            lips_at_rest: match &motion {
+                Motion::Keypoints(keypoints) => Some(keypoints.mouth_rest),
+                Motion::Face(_) => None,
             },
         };
         let buffer = self.frame_buffer(output, slot, &frame, &notes)?;
