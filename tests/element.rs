@@ -317,6 +317,7 @@ fn audio_outside_the_segment_is_clipped() {
             init();
             gst::ElementFactory::make("vasafacegen")
                 .property("image", astronaut().to_str().unwrap())
+                .property_from_str("pace", "audio")
                 .build()
                 .unwrap()
         },

@@ -66,6 +66,8 @@ struct Frame {
     mouth_open: f64,
     /// Keypoint motion: how much the silence rule holds the lips at rest.
     lips_at_rest: Option<f64>,
+    /// Builtin motion: the head's turn, degrees.
+    yaw: f64,
 }
 
 struct LiveRun {
@@ -77,6 +79,11 @@ struct LiveRun {
 impl LiveRun {
     /// A vasafacegen after a live source, on a test clock at 0, PLAYING.
     fn new(properties: &[(&str, &str)]) -> Self {
+        Self::with(properties, true)
+    }
+
+    /// The same after a source that is live or not.
+    fn with(properties: &[(&str, &str)], upstream_live: bool) -> Self {
         init();
         let image = astronaut();
         let mut builder = gst::ElementFactory::make("vasafacegen")
@@ -87,7 +94,7 @@ impl LiveRun {
         }
         let element = builder.build().unwrap();
         let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
-        h.set_live(true);
+        h.set_live(upstream_live);
         h.use_testclock();
         let clock = h.testclock().unwrap();
         // The clock time of each push, read in the streaming thread as it pushes.
@@ -169,6 +176,7 @@ impl LiveRun {
                 audio_missing: notes.get("audio-missing").unwrap(),
                 mouth_open: notes.get("mouth-open").unwrap_or(0.0),
                 lips_at_rest: notes.get("lips-at-rest").ok(),
+                yaw: notes.get("head-yaw").unwrap_or(0.0),
             });
         }
         let pushed_at = self.pushed_at.lock().unwrap();
@@ -388,6 +396,24 @@ fn a_flush_mid_word_rests_the_lips_and_the_video_goes_on() {
     for frame in frames_in(&frames, 700 + 120, 2_000) {
         assert_eq!(frame.mouth_open, 0.0, "mouth at {} ms", frame.pts / MS);
     }
+    // The head carries on from where it was: no step at the cut larger than the head's
+    // steps while speaking.
+    let steps: Vec<f64> = frames
+        .windows(2)
+        .map(|p| (p[1].yaw - p[0].yaw).abs())
+        .collect();
+    let cut_frame = frames.iter().position(|f| f.pts >= 600 * MS).unwrap();
+    let speaking = steps[..cut_frame - 2].iter().copied().fold(0.0, f64::max);
+    for (i, step) in steps.iter().enumerate().skip(cut_frame - 2).take(6) {
+        assert!(
+            *step <= speaking * 1.5 + 0.01,
+            "head turned {step:.3} degrees at frame {i}, at most {speaking:.3} while speaking"
+        );
+    }
+    assert!(
+        frames.iter().any(|f| f.yaw.abs() > 0.05),
+        "the head moves at all"
+    );
     // The flush stayed here: downstream neither flushed nor lost its segment.
     while let Some(event) = run.h.try_pull_event() {
         assert!(
@@ -499,4 +525,35 @@ fn joyvasa_motion_follows_the_clock_and_its_lips_rest_at_a_cut() {
             frame.lips_at_rest
         );
     }
+}
+
+#[test]
+fn pace_clock_runs_on_the_clock_after_a_source_that_is_not_live() {
+    let mut run = LiveRun::with(&[("pace", "clock")], false);
+    let speech = speech_clip(0.0, 1.0);
+    run.play_until(spoken(&speech, 1_000 * MS), 2_500 * MS);
+    let frames = run.frames();
+    assert_on_time_from_zero(&frames, run.latency());
+    let idle = frames_in(&frames, 0, 1_000);
+    assert_eq!(idle.len(), 25);
+    assert!(idle.iter().all(|f| f.mouth_open == 0.0));
+    assert!(
+        frames_in(&frames, 1_000, 2_000)
+            .iter()
+            .any(|f| f.mouth_open > 0.2)
+    );
+}
+
+#[test]
+fn pace_audio_waits_for_the_audio_after_a_live_source() {
+    let mut h = common::harness(&astronaut(), SMALL);
+    // common::harness sets pace=audio; make the source live as well (the element may
+    // have asked already; pace decides either way).
+    h.set_live(true);
+    common::push_audio(&mut h, &speech_clip(0.0, 0.5), 3_000 * MS, 800);
+    h.push_event(gst::event::Eos::new());
+    let frames = common::pull_until_eos(&mut h);
+    // Exactly ceil(0.5 x 25) frames, from the first audio's timestamp, none idle.
+    assert_eq!(frames.len(), 13);
+    assert_eq!(frames[0].pts().unwrap().nseconds(), 3_000 * MS);
 }

@@ -12,14 +12,8 @@
 //!
 //! libtorch's setting is per thread, but it also records the count for threads that
 //! start using libtorch later; when one thread is asked for, that record is put back
-//! from a short-lived thread, so nothing else in the process changes. A thread takes
-//! that record at its first parallel loop, not when it first asks: so that a record
-//! another thread has set to 1 for a moment cannot slip in after this thread's own
-//! setting (it did once in a test run: two engines in one process, one frame computed
-//! on one thread, the seeded frames no longer bit-identical), each thread runs a first
-//! parallel loop before it sets its count.
+//! from a short-lived thread, so nothing else in the process changes.
 
-use std::cell::Cell;
 use std::sync::OnceLock;
 
 use tch::Device;
@@ -45,13 +39,6 @@ fn default_threads() -> i32 {
 pub fn use_cpu_threads(device: Device, threads: CpuThreads) {
     if device != Device::Cpu {
         return;
-    }
-    thread_local! {
-        static STARTED: Cell<bool> = const { Cell::new(false) };
-    }
-    if !STARTED.replace(true) {
-        // Large enough for libtorch to split it (and take the recorded count first).
-        let _ = tch::Tensor::ones([1 << 17], (tch::Kind::Float, Device::Cpu)).sum(tch::Kind::Float);
     }
     let wanted = match threads {
         CpuThreads::One => 1,

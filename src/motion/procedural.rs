@@ -97,10 +97,17 @@ pub fn smoothstep(x: f64) -> f64 {
     x * x * (3.0 - 2.0 * x)
 }
 
-/// An Ornstein-Uhlenbeck process: smooth, mean-reverting drift of unit variance.
+/// Time constant of the low-pass that smooths the drift, seconds.
+const HEAD_SMOOTHING_S: f64 = 0.25;
+
+/// A smooth, mean-reverting drift of unit variance: an Ornstein-Uhlenbeck process
+/// through a first-order low-pass. The process alone is rough (each 40 ms step moved
+/// the head by about a quarter of its whole range, up to 1.25 degrees of yaw, back and
+/// forth: a visible shake); the low-pass makes it a glide with the same reach.
 #[derive(Debug, Clone, Copy, Default)]
 struct Drift {
     value: f64,
+    smoothed: f64,
 }
 
 impl Drift {
@@ -108,7 +115,9 @@ impl Drift {
         let theta = 1.0 / HEAD_TIME_CONSTANT_S;
         let decay = (-theta * dt).exp();
         self.value = self.value * decay + (1.0 - decay * decay).sqrt() * random.gaussian();
-        self.value
+        self.smoothed += (self.value - self.smoothed) * (1.0 - (-dt / HEAD_SMOOTHING_S).exp());
+        // The low-pass keeps T / (T + tau) of the process's variance: give it back.
+        self.smoothed * ((HEAD_TIME_CONSTANT_S + HEAD_SMOOTHING_S) / HEAD_TIME_CONSTANT_S).sqrt()
     }
 }
 

@@ -34,6 +34,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     MotionProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     PrecisionProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     BlinksProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    PaceProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     output::register_frame_meta();
     gst::Element::register(
         Some(plugin),
@@ -128,4 +129,26 @@ impl From<BlinksProperty> for BlinkSource {
             BlinksProperty::Procedural => Self::Procedural,
         }
     }
+}
+
+/// The `pace` property: what sets the pace of the frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstVasaFaceGenPace")]
+pub enum PaceProperty {
+    #[default]
+    #[enum_value(
+        name = "Auto: the pipeline clock when upstream is live, else the audio",
+        nick = "auto"
+    )]
+    Auto,
+    #[enum_value(
+        name = "Clock: frames on the pipeline clock, drawn as silence when audio is late",
+        nick = "clock"
+    )]
+    Clock,
+    #[enum_value(
+        name = "Audio: each frame waits for its audio, ceil(T x fps) frames for T seconds",
+        nick = "audio"
+    )]
+    Audio,
 }

@@ -17,13 +17,14 @@ pub const FRAME_META: &str = "VasaFaceGenFrameMeta";
 /// What a frame carries beside its pixels, as a custom meta named [`FRAME_META`] with
 /// the fields `audio-missing` (boolean: live, its audio had not come when it was due,
 /// so it was drawn as silence), for face-parameter motion (builtin) `mouth-open`
-/// (double, 0 closed .. 1 wide open), and for keypoint motion (JoyVASA) `lips-at-rest`
+/// (double, 0 closed .. 1 wide open), `eyes-closed` (0 open .. 1 shut) and `head-yaw`,
+/// `head-pitch`, `head-roll` (degrees), and for keypoint motion (JoyVASA) `lips-at-rest`
 /// (double, 1 when the silence rule holds the lips at the portrait's own). Applications
 /// read it to show whether the avatar speaks; the tests read it to check the lips
 /// without image analysis.
 pub struct FrameNotes {
     pub audio_missing: bool,
-    pub mouth_open: Option<f32>,
+    pub face: Option<crate::core::FaceMotion>,
     pub lips_at_rest: Option<f32>,
 }
 
@@ -196,8 +197,16 @@ impl VasaFaceGen {
             })?;
             let fields = meta.mut_structure();
             fields.set("audio-missing", notes.audio_missing);
-            if let Some(open) = notes.mouth_open {
-                fields.set("mouth-open", f64::from(open));
+            if let Some(face) = &notes.face {
+                let degrees = |radians: f32| f64::from(radians).to_degrees();
+                fields.set("mouth-open", f64::from(face.mouth_open));
+                fields.set(
+                    "eyes-closed",
+                    f64::from(face.blink_left.max(face.blink_right)),
+                );
+                fields.set("head-yaw", degrees(face.yaw));
+                fields.set("head-pitch", degrees(face.pitch));
+                fields.set("head-roll", degrees(face.roll));
             }
             if let Some(rest) = notes.lips_at_rest {
                 fields.set("lips-at-rest", f64::from(rest));

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use gst::glib;
 use gst::prelude::*;
 
-use super::{BlinksProperty, MotionProperty, PrecisionProperty};
+use super::{BlinksProperty, MotionProperty, PaceProperty, PrecisionProperty};
 use crate::core::device::DeviceError;
 use crate::core::{DeviceRequest, MotionControls, SAMPLE_RATE};
 use crate::face::{FaceBox, FaceError};
@@ -38,6 +38,7 @@ pub struct Settings {
     pub model: String,
     pub motion: MotionProperty,
     pub blinks: BlinksProperty,
+    pub pace: PaceProperty,
     /// `device` as written, and what it asks for.
     pub device_text: String,
     pub device: Result<DeviceRequest, DeviceError>,
@@ -61,6 +62,7 @@ impl Default for Settings {
             model: DEFAULT_MODEL.to_owned(),
             motion: MotionProperty::default(),
             blinks: BlinksProperty::default(),
+            pace: PaceProperty::default(),
             device_text: DEFAULT_DEVICE.to_owned(),
             device: Ok(DeviceRequest::Auto),
             precision: PrecisionProperty::default(),
@@ -173,6 +175,10 @@ impl Settings {
                 self.blinks = value.get().expect("type checked upstream");
                 (Changed::Value, None)
             }
+            "pace" => {
+                self.pace = value.get().expect("type checked upstream");
+                (Changed::Value, None)
+            }
             "device" => {
                 self.device_text = string_or(value, DEFAULT_DEVICE);
                 self.device = self.device_text.parse();
@@ -232,6 +238,7 @@ impl Settings {
             "model" => self.model.to_value(),
             "motion" => self.motion.to_value(),
             "blinks" => self.blinks.to_value(),
+            "pace" => self.pace.to_value(),
             "device" => self.device_text.to_value(),
             "precision" => self.precision.to_value(),
             "seed" => self.seed.to_value(),
@@ -295,6 +302,16 @@ pub fn properties() -> &'static [glib::ParamSpec] {
                     "Where blinks come from: \"auto\" (the motion source's own) or \
                      \"procedural\" (the builtin motion's natural blinks, also over a neural \
                      generator's eyes)",
+                )
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder::<PaceProperty>("pace")
+                .nick("Pace")
+                .blurb(
+                    "What sets the pace of the frames: \"auto\" (the pipeline clock when \
+                     upstream is live, else the audio), \"clock\" (frames flow on the clock \
+                     from PLAYING on, drawn as silence when their audio is late) or \"audio\" \
+                     (each frame waits for its audio). Read at the start of each stream",
                 )
                 .mutable_ready()
                 .build(),

@@ -14,6 +14,7 @@ use std::time::Instant;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::PaceProperty;
 use super::imp::{CAT, VasaFaceGen};
 use super::intake::Item;
 use super::output::{FrameNotes, Output};
@@ -341,9 +342,16 @@ impl VasaFaceGen {
         }
     }
 
-    /// Asks upstream whether it is live; remembered for the stream once it is known.
+    /// Whether this stream's frames follow the clock (`pace`, or asking upstream whether
+    /// it is live); remembered for the stream once it is known.
     fn ask_liveness(&self, state: &mut TaskState) -> bool {
-        let Some(answer) = self.upstream_liveness() else {
+        let pace = lock(&self.settings).pace;
+        let answer = match (pace, self.upstream_liveness()) {
+            (PaceProperty::Audio, _) => Some(None),
+            (PaceProperty::Clock, answer) => Some(Some(answer.flatten().unwrap_or(0))),
+            (PaceProperty::Auto, answer) => answer,
+        };
+        let Some(answer) = answer else {
             // Nothing upstream answers yet (not linked): ask again next turn.
             return false;
         };
@@ -517,8 +525,8 @@ impl VasaFaceGen {
             .map_err(engine_error)?;
         let notes = FrameNotes {
             audio_missing,
-            mouth_open: match &motion {
-                Motion::Face(face) => Some(face.mouth_open),
+            face: match &motion {
+                Motion::Face(face) => Some(*face),
                 Motion::Keypoints(_) => None,
             },
             lips_at_rest: match &motion {
