@@ -22,6 +22,11 @@ pub struct AudioWindow<'a> {
     /// Sample number of the frame's first sample, counted from the segment's first.
     pub frame_position: u64,
     pub rate: FrameRate,
+    /// How many of `samples`, from the first, had arrived when the window was made; the
+    /// zeros after them stand for audio still to come (live: a frame drawn before its
+    /// lookahead came), not for silence, and a source that keeps its own copy of the
+    /// stream does not keep them.
+    pub heard: usize,
 }
 
 impl AudioWindow<'_> {
@@ -118,7 +123,7 @@ impl SampleStore {
     /// and gaps before the window are zeros.
     pub fn hear(&mut self, window: &AudioWindow<'_>) {
         let window_start = window.first_position();
-        let end = window_start + window.samples.len() as i64;
+        let end = window_start + window.heard as i64;
         if self.samples.is_empty() && (self.first as i64) < window_start {
             self.first = window_start.min(window.frame_position as i64).max(0) as u64;
         }
@@ -165,6 +170,8 @@ impl SampleStore {
             history + frame.len() + lookahead,
             buffer,
         );
+        let start = frame.start as i64 - history as i64;
+        let heard = (self.received() as i64 - start).clamp(0, buffer.len() as i64) as usize;
         AudioWindow {
             samples: buffer,
             frame_start: history,
@@ -172,6 +179,7 @@ impl SampleStore {
             frame_index: frame.index,
             frame_position: frame.start,
             rate: frame.rate,
+            heard,
         }
     }
 }
@@ -265,6 +273,18 @@ mod tests {
         }
         assert_eq!(heard.received(), 4 * 640 + 100);
         assert!((0..2660).all(|i| heard.sample(i) == i as f32));
+
+        // Live: a window made before its lookahead arrived; what comes later is heard.
+        let mut live = SampleStore::default();
+        live.extend(&clip[..700]);
+        let mut copy = SampleStore::default();
+        let window = live.window(FrameSpan::of(rate(), 0), 0, 320, &mut buffer);
+        assert_eq!((window.samples.len(), window.heard), (960, 700));
+        copy.hear(&window);
+        assert_eq!(copy.received(), 700);
+        live.extend(&clip[700..2000]);
+        copy.hear(&live.window(FrameSpan::of(rate(), 1), 0, 320, &mut buffer));
+        assert!((0..1600).all(|i| copy.sample(i) == i as f32));
     }
 
     #[test]
