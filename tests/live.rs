@@ -68,6 +68,10 @@ struct Frame {
     lips_at_rest: Option<f64>,
     /// Builtin motion: the head's turn, degrees.
     yaw: f64,
+    /// The last frame again, in the slot of one that could not be drawn in time.
+    repeated: bool,
+    /// A digest of the pixels.
+    pixels: u64,
 }
 
 struct LiveRun {
@@ -157,7 +161,9 @@ impl LiveRun {
                 return;
             }
             drop(wait);
-            self.clock.set_time(gst::ClockTime::from_nseconds(due));
+            // (Never back: the test may have moved the clock past the wait.)
+            self.clock
+                .set_time(gst::ClockTime::from_nseconds(due).max(self.clock.time()));
             assert!(self.clock.process_next_clock_id().is_some());
         }
     }
@@ -177,6 +183,13 @@ impl LiveRun {
                 mouth_open: notes.get("mouth-open").unwrap_or(0.0),
                 lips_at_rest: notes.get("lips-at-rest").ok(),
                 yaw: notes.get("head-yaw").unwrap_or(0.0),
+                repeated: notes.get("repeated").unwrap(),
+                pixels: {
+                    use std::hash::{Hash, Hasher};
+                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                    buffer.map_readable().unwrap().as_slice().hash(&mut hasher);
+                    hasher.finish()
+                },
             });
         }
         let pushed_at = self.pushed_at.lock().unwrap();
@@ -556,4 +569,49 @@ fn pace_audio_waits_for_the_audio_after_a_live_source() {
     // Exactly ceil(0.5 x 25) frames, from the first audio's timestamp, none idle.
     assert_eq!(frames.len(), 13);
     assert_eq!(frames[0].pts().unwrap().nseconds(), 3_000 * MS);
+}
+
+#[test]
+fn frames_that_cannot_be_drawn_in_time_are_filled_by_the_last_one() {
+    let mut run = LiveRun::new(&[]);
+    run.play_until(Vec::new(), 1_000 * MS);
+    let before = run.frames();
+    // The process stalls: the clock is 2 s when the element next looks at it.
+    run.clock.set_time(gst::ClockTime::from_seconds(2));
+    run.play_until(Vec::new(), 3_000 * MS);
+    let after = run.frames();
+    let frames: Vec<&Frame> = before.iter().chain(&after).collect();
+    for pair in frames.windows(2) {
+        assert_eq!(
+            pair[0].pts + PERIOD_MS * MS,
+            pair[1].pts,
+            "no gap, no double"
+        );
+    }
+    // A frame is out by its timestamp + latency (180 ms here) only if drawn by then: the
+    // ones whose time had passed at 2 s are the last drawn frame again.
+    let last_drawn = before.last().unwrap();
+    let late: Vec<&&Frame> = frames
+        .iter()
+        .filter(|f| f.pts > last_drawn.pts && f.pts + 180 * MS < 2_000 * MS)
+        .collect();
+    assert!(late.len() >= 20, "{} late frames", late.len());
+    assert!(
+        late.iter()
+            .all(|f| f.repeated && f.pixels == last_drawn.pixels)
+    );
+    let fresh: Vec<&&Frame> = frames
+        .iter()
+        .filter(|f| f.pts + 180 * MS >= 2_000 * MS)
+        .collect();
+    assert!(fresh.iter().all(|f| !f.repeated), "drawing resumes on time");
+    assert!(
+        fresh.iter().any(|f| f.pixels != last_drawn.pixels),
+        "and moves on"
+    );
+    let element = run.h.element().unwrap();
+    assert_eq!(
+        element.property::<u64>("frames-repeated"),
+        late.len() as u64
+    );
 }

@@ -206,6 +206,7 @@ impl ObjectImpl for VasaFaceGen {
             "frames-produced" => self.stats.frames.load(Ordering::Relaxed).to_value(),
             "frames-without-audio" => self.stats.frames_without_audio().to_value(),
             "late-audio-dropped" => self.stats.late_audio_ns().to_value(),
+            "frames-repeated" => self.stats.frames_repeated().to_value(),
             "mean-generation-ms" => self.stats.mean_ms().to_value(),
             "max-generation-ms" => self.stats.max_ms().to_value(),
             name => lock(&self.settings)

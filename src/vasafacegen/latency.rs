@@ -29,6 +29,8 @@ pub struct Statistics {
     without_audio: AtomicU64,
     /// Live: audio dropped because its frames were drawn already, ns.
     late_audio_ns: AtomicU64,
+    /// Live: frames shown again in the slot of one that could not be drawn in time.
+    repeated: AtomicU64,
 }
 
 impl Statistics {
@@ -55,8 +57,26 @@ impl Statistics {
         self.late_audio_ns.load(Ordering::Relaxed)
     }
 
+    pub fn frame_repeated(&self) {
+        self.repeated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn frames_repeated(&self) -> u64 {
+        self.repeated.load(Ordering::Relaxed)
+    }
+
+    /// The mean time a frame took to generate, ns (0 before the first).
+    pub fn mean_ns(&self) -> u64 {
+        let frames = self.frames.load(Ordering::Relaxed);
+        self.total_ns
+            .load(Ordering::Relaxed)
+            .checked_div(frames)
+            .unwrap_or(0)
+    }
+
     pub fn reset(&self) {
         self.without_audio.store(0, Ordering::Relaxed);
+        self.repeated.store(0, Ordering::Relaxed);
         self.late_audio_ns.store(0, Ordering::Relaxed);
         self.frames.store(0, Ordering::Relaxed);
         self.total_ns.store(0, Ordering::Relaxed);

@@ -12,12 +12,16 @@
 //! aggregator's output is), so upstream's segments, the moment its first audio comes and
 //! a flush that cuts the speech (barge-in) change nothing in the video's timeline.
 
+use std::sync::atomic::Ordering;
+
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::{CAT, VasaFaceGen};
 use super::intake::Item;
+use super::output::FRAME_META;
 use super::task::{Out, TaskState};
+use super::timeline::FrameSlot;
 use crate::core::frame::ns_for_samples;
 use crate::core::{MotionControls, lock};
 use crate::engine::Engine;
@@ -97,6 +101,33 @@ impl VasaFaceGen {
             state.timeline.fill_silence_to(slot.span.end) > 0
         };
 
+        // A frame that cannot be out in time even if drawn now (the engine is slower
+        // than the frame rate, or the process stalled) is not drawn: the last frame
+        // fills its slot, its motion still advances, and the video stays on time.
+        let period = slot.duration_ns;
+        let generation = self.stats.max_ns.load(Ordering::Relaxed).max(period);
+        let deadline = slot.pts_ns
+            + state.upstream_latency_ns
+            + ns_for_samples(lookahead)
+            + period
+            + generation;
+        if now + self.stats.mean_ns() > deadline
+            && let Some(buffer) = self.repeat_frame(state, &slot, lookahead, controls)?
+        {
+            let history = state.engine.as_ref().map_or(0, Engine::history_samples);
+            state.timeline.frame_done(history);
+            outputs.push(Out::Buffer(buffer));
+            return Ok(outputs);
+        }
+        if std::mem::take(&mut state.repeating) {
+            gst::info!(
+                CAT,
+                imp = self,
+                "drawing frames again from {} ns",
+                slot.pts_ns
+            );
+        }
+
         let cuts_before = lock(&self.shared).interruptions;
         let buffer =
             self.draw_frame(state, &slot, (lookahead, allowed), controls, audio_missing)?;
@@ -111,8 +142,52 @@ impl VasaFaceGen {
         }
         let history = state.engine.as_ref().map_or(0, Engine::history_samples);
         state.timeline.frame_done(history);
+        state.last_frame = Some(buffer.clone());
         outputs.push(Out::Buffer(buffer));
         Ok(outputs)
+    }
+
+    /// The last frame again, in `slot`'s place, marked `repeated`; `None` before the
+    /// first frame.
+    fn repeat_frame(
+        &self,
+        state: &mut TaskState,
+        slot: &FrameSlot,
+        lookahead: u64,
+        controls: &MotionControls,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let Some(mut buffer) = state.last_frame.as_ref().map(|last| last.copy()) else {
+            return Ok(None);
+        };
+        self.advance_motion(state, slot, lookahead, controls)?;
+        {
+            // A copy shares the pixels and owns its metadata.
+            let buffer = buffer.get_mut().expect("a fresh copy");
+            buffer.set_pts(gst::ClockTime::from_nseconds(slot.pts_ns));
+            buffer.set_duration(gst::ClockTime::from_nseconds(slot.duration_ns));
+            buffer.set_offset(slot.span.index);
+            buffer.set_offset_end(slot.span.index + 1);
+            buffer.unset_flags(gst::BufferFlags::DISCONT);
+            match gst::meta::CustomMeta::from_mut_buffer(buffer, FRAME_META) {
+                Ok(mut meta) => meta.mut_structure().set("repeated", true),
+                Err(_) => {
+                    if let Ok(mut meta) = gst::meta::CustomMeta::add(buffer, FRAME_META) {
+                        meta.mut_structure().set("repeated", true);
+                    }
+                }
+            }
+        }
+        self.stats.frame_repeated();
+        if !std::mem::replace(&mut state.repeating, true) {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "frames cannot be drawn in time (about {} ms each): repeating the last \
+                 frame to stay on time; the total is in frames-repeated",
+                self.stats.mean_ns() / 1_000_000
+            );
+        }
+        Ok(Some(buffer))
     }
 
     /// An item from the sink pad, live: audio and gaps land by their running time.

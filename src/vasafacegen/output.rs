@@ -19,7 +19,9 @@ pub const FRAME_META: &str = "VasaFaceGenFrameMeta";
 /// so it was drawn as silence), for face-parameter motion (builtin) `mouth-open`
 /// (double, 0 closed .. 1 wide open), `eyes-closed` (0 open .. 1 shut) and `head-yaw`,
 /// `head-pitch`, `head-roll` (degrees), and for keypoint motion (JoyVASA) `lips-at-rest`
-/// (double, 1 when the silence rule holds the lips at the portrait's own). Applications
+/// (double, 1 when the silence rule holds the lips at the portrait's own); `repeated`
+/// (boolean) is true on a frame that is the last one again, filling the slot of a frame
+/// that could not be drawn in time (live). Applications
 /// read it to show whether the avatar speaks; the tests read it to check the lips
 /// without image analysis.
 pub struct FrameNotes {
@@ -197,6 +199,7 @@ impl VasaFaceGen {
             })?;
             let fields = meta.mut_structure();
             fields.set("audio-missing", notes.audio_missing);
+            fields.set("repeated", false);
             if let Some(face) = &notes.face {
                 let degrees = |radians: f32| f64::from(radians).to_degrees();
                 fields.set("mouth-open", f64::from(face.mouth_open));

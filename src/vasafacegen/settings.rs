@@ -444,6 +444,15 @@ pub fn properties() -> &'static [glib::ParamSpec] {
                 )
                 .read_only()
                 .build(),
+            glib::ParamSpecUInt64::builder("frames-repeated")
+                .nick("Frames repeated")
+                .blurb(
+                    "Live: frames that could not be drawn in time (a machine too slow for \
+                     the engine, a stall) and were filled by the last frame again, so the \
+                     video stays on time (since the element last went to PAUSED)",
+                )
+                .read_only()
+                .build(),
             glib::ParamSpecUInt64::builder("late-audio-dropped")
                 .nick("Late audio dropped (ns)")
                 .blurb(

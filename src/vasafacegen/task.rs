@@ -50,6 +50,10 @@ pub struct TaskState {
     pub(super) stalled: bool,
     /// Live: audio stamped before this running time was cut by `interrupt`.
     pub(super) cut_before_ns: Option<u64>,
+    /// Live: the last frame pushed, to fill the slot of one that cannot be drawn in time.
+    pub(super) last_frame: Option<gst::Buffer>,
+    /// Live: frames are being repeated (logged once per run of them).
+    pub(super) repeating: bool,
 }
 
 impl TaskState {
@@ -58,6 +62,8 @@ impl TaskState {
         self.live = None;
         self.stalled = false;
         self.cut_before_ns = None;
+        self.last_frame = None;
+        self.repeating = false;
         self.timeline.reset();
         self.draining = None;
         if let Some(engine) = self.engine.as_mut() {
@@ -429,6 +435,8 @@ impl VasaFaceGen {
         };
         // Frames already out keep their timestamps; a new rate counts from here.
         state.timeline.set_rate(output.rate);
+        // A frame of the old format cannot fill a slot of the new one.
+        state.last_frame = None;
         self.frame_rate_negotiated(output.rate);
         if let Some(old) = state.output.replace(output) {
             old.close();
@@ -479,6 +487,36 @@ impl VasaFaceGen {
         state.timeline.frame_done(history);
         outputs.push(Out::Buffer(buffer));
         Ok(Some(outputs))
+    }
+
+    /// Makes the motion of `slot` without drawing it (a frame that is repeated): the
+    /// face is then where it should be when drawing resumes.
+    pub(super) fn advance_motion(
+        &self,
+        state: &mut TaskState,
+        slot: &FrameSlot,
+        lookahead: u64,
+        controls: &MotionControls,
+    ) -> Result<(), gst::FlowError> {
+        let TaskState {
+            engine,
+            timeline,
+            window,
+            ..
+        } = state;
+        let Some(engine) = engine.as_mut() else {
+            return Err(gst::FlowError::Error);
+        };
+        let audio = timeline.window(slot, engine.history_samples(), lookahead as usize, window);
+        engine.set_controls(controls);
+        engine.motion(&audio).map(drop).map_err(|err| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Frame generation failed: {err}")
+            );
+            gst::FlowError::Error
+        })
     }
 
     /// Draws the frame of `slot` into a buffer (the timeline does not move on).
