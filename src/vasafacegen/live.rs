@@ -111,7 +111,10 @@ impl VasaFaceGen {
             + ns_for_samples(lookahead)
             + period
             + generation;
-        if now + self.stats.mean_ns() > deadline
+        // A frame drawn when it is due finishes right at its deadline when every frame
+        // takes about as long: half a period of lateness (the clock wait's own) is let
+        // through.
+        if now + self.stats.mean_ns() > deadline + period / 2
             && let Some(buffer) = self.repeat_frame(state, &slot, lookahead, controls)?
         {
             let history = state.engine.as_ref().map_or(0, Engine::history_samples);
