@@ -615,3 +615,92 @@ fn frames_that_cannot_be_drawn_in_time_are_filled_by_the_last_one() {
         late.len() as u64
     );
 }
+
+/// The issue's probe with a real live source and a synced sink, on the system clock
+/// (the one wall-clock test here: what a user's pipeline does). The first audio comes
+/// 0.5 s after PLAYING.
+#[test]
+fn a_synced_sink_gets_frames_from_playing_on_before_the_first_audio() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src is-live=true format=time do-timestamp=true caps={AUDIO_CAPS} \
+         ! vasafacegen image={} latency={LOOKAHEAD_MS} ! {SMALL} ! appsink name=sink sync=true",
+        astronaut().display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let source = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = shown.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let now = sink.clock().unwrap().time() - sink.base_time().unwrap();
+                let pts = sample.buffer().unwrap().pts().unwrap();
+                record
+                    .lock()
+                    .unwrap()
+                    .push((pts.nseconds(), now.nseconds()));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let speech = speech_clip(0.0, 0.5);
+    let started = std::time::Instant::now();
+    for (i, part) in speech.chunks(320).enumerate() {
+        // No timestamp: appsrc stamps it with the running time (do-timestamp).
+        let bytes: Vec<u8> = part.iter().flat_map(|s| s.to_le_bytes()).collect();
+        source
+            .push_buffer(gst::Buffer::from_mut_slice(bytes))
+            .unwrap();
+        let due = started + std::time::Duration::from_millis(20 * (i as u64 + 1));
+        std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+    }
+    source.end_of_stream().unwrap();
+    let bus = pipeline.bus().unwrap();
+    let message = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(10),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(message.map(|m| m.type_()), Some(gst::MessageType::Eos));
+    let shown = shown.lock().unwrap();
+    // Frames from PLAYING on, one period apart, shown before the first audio came.
+    let before_audio = shown.iter().filter(|(pts, _)| *pts < 400 * MS).count();
+    assert!(
+        before_audio >= 9,
+        "{before_audio} frames before the first audio"
+    );
+    for pair in shown.windows(2) {
+        assert_eq!(
+            pair[0].0 + PERIOD_MS * MS,
+            pair[1].0,
+            "contiguous timestamps"
+        );
+    }
+    // The speech moved the lips (its audio was placed by its timestamps).
+    let element = pipeline
+        .iterate_elements()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "vasafacegen"))
+        .unwrap();
+    assert_eq!(element.property::<u64>("late-audio-dropped"), 0);
+    // Each shown about when it is due (its timestamp + 180 ms), not in a burst.
+    let late = shown
+        .iter()
+        .filter(|(pts, at)| *at > pts + 400 * MS)
+        .count();
+    assert_eq!(late, 0, "frames shown late");
+}
