@@ -388,16 +388,15 @@ fn audio_that_comes_after_its_frames_is_dropped_and_counted() {
     assert!(in_time.iter().any(|f| f.mouth_open > 0.0));
 }
 
-#[test]
-fn a_flush_mid_word_rests_the_lips_and_the_video_goes_on() {
+/// Speech from 0 that the application cuts mid-word at 700 ms with `cut` (nothing more
+/// of it comes), played until `until_ms`; checks the frames are on time, the mouth was
+/// open before the cut and rests from 120 ms after it.
+fn speech_cut_at_700_ms(cut: Arrival, until_ms: u64) -> (LiveRun, Vec<Frame>) {
     let mut run = LiveRun::new(&[]);
-    let speech = speech_clip(0.0, 2.0);
-    let mut arrivals = spoken(&speech, 0);
-    // The application cuts the speech mid-word at 700 ms: nothing more of it comes.
-    let cut = 700 * MS;
-    arrivals.retain(|a| a.at() <= cut);
-    arrivals.push(Arrival::Flush { at: cut });
-    run.play_until(arrivals, 2_000 * MS);
+    let mut arrivals = spoken(&speech_clip(0.0, 2.0), 0);
+    arrivals.retain(|a| a.at() <= cut.at());
+    arrivals.push(cut);
+    run.play_until(arrivals, until_ms * MS);
     let frames = run.frames();
     assert_on_time_from_zero(&frames, run.latency());
     assert!(
@@ -406,9 +405,15 @@ fn a_flush_mid_word_rests_the_lips_and_the_video_goes_on() {
             .any(|f| f.mouth_open > 0.2),
         "the mouth was open before the cut"
     );
-    for frame in frames_in(&frames, 700 + 120, 2_000) {
+    for frame in frames_in(&frames, 700 + 120, until_ms) {
         assert_eq!(frame.mouth_open, 0.0, "mouth at {} ms", frame.pts / MS);
     }
+    (run, frames)
+}
+
+#[test]
+fn a_flush_mid_word_rests_the_lips_and_the_video_goes_on() {
+    let (mut run, frames) = speech_cut_at_700_ms(Arrival::Flush { at: 700 * MS }, 2_000);
     // The head carries on from where it was: no step at the cut larger than the head's
     // steps while speaking.
     let steps: Vec<f64> = frames
@@ -449,23 +454,7 @@ fn a_flush_mid_word_rests_the_lips_and_the_video_goes_on() {
 
 #[test]
 fn the_interrupt_signal_cuts_the_speech_as_a_flush_does() {
-    let mut run = LiveRun::new(&[]);
-    let speech = speech_clip(0.0, 2.0);
-    let cut = 700 * MS;
-    let mut arrivals = spoken(&speech, 0);
-    arrivals.retain(|a| a.at() <= cut);
-    arrivals.push(Arrival::Interrupt { at: cut });
-    run.play_until(arrivals, 1_500 * MS);
-    let frames = run.frames();
-    assert_on_time_from_zero(&frames, run.latency());
-    assert!(
-        frames_in(&frames, 300, 700)
-            .iter()
-            .any(|f| f.mouth_open > 0.2)
-    );
-    for frame in frames_in(&frames, 700 + 120, 1_500) {
-        assert_eq!(frame.mouth_open, 0.0, "mouth at {} ms", frame.pts / MS);
-    }
+    speech_cut_at_700_ms(Arrival::Interrupt { at: 700 * MS }, 1_500);
 }
 
 #[test]

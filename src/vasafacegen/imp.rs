@@ -29,8 +29,10 @@
 //! action signal) cuts the audio: what was not yet drawn is dropped, the lips go to rest
 //! at once, the head and blinks carry on, and the video goes on without a flush
 //! downstream. Flushes caused by a seek sent through the element go downstream as usual.
-//! Every frame carries a `VasaFaceGenFrameMeta` custom meta (`audio-missing`,
-//! `mouth-open`).
+//! Every frame carries a `VasaFaceGenFrameMeta` custom meta (whether its audio was
+//! missing, whether it is a repeat, and the motion drawn: see `output::FrameNotes`).
+//! A frame that could not be out in time is filled by the last one (`frames-repeated`).
+//! `pace` forces either way of timing frames.
 //!
 //! ## Threads
 //! The sink pad converts and queues audio (at most half a second ahead, then it blocks

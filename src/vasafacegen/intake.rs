@@ -110,6 +110,14 @@ impl Shared {
         self.queued_samples = 0;
     }
 
+    /// Cuts the audio (barge-in): what is queued goes, and the task is told to forget
+    /// what it holds beyond the last frame drawn.
+    fn cut_audio(&mut self) {
+        self.clear_queue();
+        self.interrupt_pending = true;
+        self.interruptions += 1;
+    }
+
     /// Whether an item is waiting for the task.
     pub fn has_items(&self) -> bool {
         !self.queue.is_empty()
@@ -421,9 +429,7 @@ impl VasaFaceGen {
             return false;
         }
         shared.sink_flushing = true;
-        shared.clear_queue();
-        shared.interrupt_pending = true;
-        shared.interruptions += 1;
+        shared.cut_audio();
         self.wake_task(&mut shared);
         true
     }
@@ -447,9 +453,7 @@ impl VasaFaceGen {
             .clock()
             .zip(obj.base_time())
             .map(|(clock, base)| clock.time().saturating_sub(base).nseconds());
-        shared.clear_queue();
-        shared.interrupt_pending = true;
-        shared.interruptions += 1;
+        shared.cut_audio();
         shared.cut_before_ns = now.or(shared.cut_before_ns);
         self.wake_task(&mut shared);
         drop(shared);

@@ -24,7 +24,6 @@ use super::task::{Out, TaskState};
 use super::timeline::FrameSlot;
 use crate::core::frame::ns_for_samples;
 use crate::core::{MotionControls, lock};
-use crate::engine::Engine;
 
 impl VasaFaceGen {
     /// One live turn: what to push next, possibly nothing (after a wait).
@@ -117,8 +116,7 @@ impl VasaFaceGen {
         if now + self.stats.mean_ns() > deadline + period / 2
             && let Some(buffer) = self.repeat_frame(state, &slot, lookahead, controls)?
         {
-            let history = state.engine.as_ref().map_or(0, Engine::history_samples);
-            state.timeline.frame_done(history);
+            state.frame_out();
             outputs.push(Out::Buffer(buffer));
             return Ok(outputs);
         }
@@ -143,8 +141,7 @@ impl VasaFaceGen {
             );
             return Ok(outputs);
         }
-        let history = state.engine.as_ref().map_or(0, Engine::history_samples);
-        state.timeline.frame_done(history);
+        state.frame_out();
         state.last_frame = Some(buffer.clone());
         outputs.push(Out::Buffer(buffer));
         Ok(outputs)
@@ -162,7 +159,7 @@ impl VasaFaceGen {
         let Some(mut buffer) = state.last_frame.as_ref().map(|last| last.copy()) else {
             return Ok(None);
         };
-        self.advance_motion(state, slot, lookahead, controls)?;
+        self.make_motion(state, slot, lookahead, controls)?;
         {
             // A copy shares the pixels and owns its metadata.
             let buffer = buffer.get_mut().expect("a fresh copy");

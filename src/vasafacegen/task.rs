@@ -78,6 +78,13 @@ impl TaskState {
         self.reset_stream();
     }
 
+    /// The frame the timeline gave last is out: the timeline moves on, keeping the
+    /// audio the motion source wants to hear behind the next frame.
+    pub(super) fn frame_out(&mut self) {
+        let history = self.engine.as_ref().map_or(0, Engine::history_samples);
+        self.timeline.frame_done(history);
+    }
+
     /// PAUSED->READY: forgets the stream, the portrait and the caps.
     pub fn stop_stream(&mut self) {
         self.reset_stream();
@@ -483,21 +490,20 @@ impl VasaFaceGen {
         }
 
         let buffer = self.draw_frame(state, &slot, (lookahead, allowed), controls, false)?;
-        let history = state.engine.as_ref().map_or(0, Engine::history_samples);
-        state.timeline.frame_done(history);
+        state.frame_out();
         outputs.push(Out::Buffer(buffer));
         Ok(Some(outputs))
     }
 
-    /// Makes the motion of `slot` without drawing it (a frame that is repeated): the
-    /// face is then where it should be when drawing resumes.
-    pub(super) fn advance_motion(
+    /// The motion of `slot` (its audio window through the motion source). A repeated
+    /// frame makes it too, so the face is where it should be when drawing resumes.
+    pub(super) fn make_motion(
         &self,
         state: &mut TaskState,
         slot: &FrameSlot,
         lookahead: u64,
         controls: &MotionControls,
-    ) -> Result<(), gst::FlowError> {
+    ) -> Result<Motion, gst::FlowError> {
         let TaskState {
             engine,
             timeline,
@@ -505,18 +511,23 @@ impl VasaFaceGen {
             ..
         } = state;
         let Some(engine) = engine.as_mut() else {
+            gst::element_imp_error!(self, gst::CoreError::StateChange, ("No engine"));
             return Err(gst::FlowError::Error);
         };
         let audio = timeline.window(slot, engine.history_samples(), lookahead as usize, window);
         engine.set_controls(controls);
-        engine.motion(&audio).map(drop).map_err(|err| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Failed,
-                ("Frame generation failed: {err}")
-            );
-            gst::FlowError::Error
-        })
+        engine
+            .motion(&audio)
+            .map_err(|err| self.generation_failed(err))
+    }
+
+    fn generation_failed(&self, err: crate::core::Error) -> gst::FlowError {
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("Frame generation failed: {err}")
+        );
+        gst::FlowError::Error
     }
 
     /// Draws the frame of `slot` into a buffer (the timeline does not move on).
@@ -530,12 +541,11 @@ impl VasaFaceGen {
         audio_missing: bool,
     ) -> Result<gst::Buffer, gst::FlowError> {
         let began = Instant::now();
+        let motion = self.make_motion(state, slot, lookahead, controls)?;
         let TaskState {
             engine,
             source,
             output,
-            timeline,
-            window,
             ..
         } = state;
         let (Some(engine), Some(source), Some(output)) = (engine.as_mut(), source, output) else {
@@ -546,21 +556,9 @@ impl VasaFaceGen {
             );
             return Err(gst::FlowError::Error);
         };
-        let history = engine.history_samples();
-        let audio = timeline.window(slot, history, lookahead as usize, window);
-        let engine_error = |err: crate::core::Error| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Failed,
-                ("Frame generation failed: {err}")
-            );
-            gst::FlowError::Error
-        };
-        engine.set_controls(controls);
-        let motion = engine.motion(&audio).map_err(engine_error)?;
         let frame = engine
             .render(&motion, source, output.size)
-            .map_err(engine_error)?;
+            .map_err(|err| self.generation_failed(err))?;
         let notes = FrameNotes {
             audio_missing,
             face: match &motion {
