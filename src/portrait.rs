@@ -9,6 +9,12 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 /// The colour transparent pixels of the portrait become, and the colour of the bars when
 /// the portrait's aspect ratio differs from the frame's: a mid grey, which neither
 /// darkens nor brightens a cut-out portrait.
+/// The largest portrait accepted, in pixels: more than any camera's photo (a 61 MP full
+/// frame, a 100 MP medium format), far less than what a crafted header can declare.
+pub const MAX_PIXELS: u64 = 100_000_000;
+/// What the decoder may allocate: a 100 MP image in RGBA, with room to spare.
+const MAX_DECODE_BYTES: u64 = 1 << 30;
+
 pub const NEUTRAL_BACKGROUND: [u8; 3] = [128, 128, 128];
 
 /// Formats the loader accepts, as the error message names them.
@@ -138,7 +144,25 @@ impl Portrait {
             },
             other => corrupt(other.to_string()),
         };
+        // A few kilobytes can declare a gigapixel image (a decompression bomb): the size
+        // the header declares is checked before any pixel is decoded, and the decoder's
+        // own allocation limit backs that up.
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
+        reader.limits(limits);
         let mut decoder = reader.into_decoder().map_err(decode_error)?;
+        let (declared_width, declared_height) = decoder.dimensions();
+        if u64::from(declared_width) * u64::from(declared_height) > MAX_PIXELS {
+            return Err(PortraitError::TooLarge {
+                path: path.to_owned(),
+                reason: format!(
+                    "it declares {declared_width}x{declared_height} pixels ({:.0} megapixels); \
+                     portraits up to {} megapixels are accepted",
+                    (f64::from(declared_width) * f64::from(declared_height)) / 1e6,
+                    MAX_PIXELS / 1_000_000
+                ),
+            });
+        }
         // A missing or unparsable EXIF block is not an error: the image is then upright.
         let orientation = decoder
             .orientation()

@@ -336,3 +336,55 @@ fn face_box_rescues_a_portrait_the_detector_misses() {
     ));
     assert_eq!(run_pipeline(&pipeline, TIMEOUT), None);
 }
+
+/// CRC-32 (ISO-HDLC, as PNG chunks use), bit by bit: this test needs it for one chunk.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(kind);
+    chunk.extend_from_slice(data);
+    let mut checked = kind.to_vec();
+    checked.extend_from_slice(data);
+    chunk.extend_from_slice(&crc32(&checked).to_be_bytes());
+    chunk
+}
+
+#[test]
+fn image_that_declares_a_gigapixel_size_is_refused_before_decoding() {
+    // A decompression bomb: a valid header declaring 40000x40000 RGB pixels (4.8 GB
+    // decoded) in a file of a few hundred bytes; the start of a zlib stream of zero rows
+    // follows, as in a real bomb.
+    let mut header = Vec::new();
+    header.extend_from_slice(&40_000u32.to_be_bytes());
+    header.extend_from_slice(&40_000u32.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
+    let mut idat = vec![0x78, 0x9c];
+    idat.extend_from_slice(&[0xed, 0xc1, 0x01, 0x0d, 0x00, 0x00, 0x00, 0xc2, 0xa0]);
+    idat.resize(256, 0);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(png_chunk(b"IHDR", &header));
+    png.extend(png_chunk(b"IDAT", &idat));
+    png.extend(png_chunk(b"IEND", &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.png");
+    std::fs::write(&path, &png).unwrap();
+    let error = error_with(&format!("image={}", path.display()));
+    assert_mentions(
+        &error,
+        &["bomb.png", "too large", "40000x40000", "1600 megapixels"],
+    );
+}

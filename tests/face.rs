@@ -207,10 +207,13 @@ fn rgba_with_transparent_background() {
 #[test]
 fn several_faces_take_the_largest() {
     let original = astronaut();
-    let small = original.resize_exact(256, 256, image::imageops::FilterType::CatmullRom);
-    let mut canvas = RgbaImage::from_pixel(1024, 600, Rgba([200, 200, 200, 255]));
-    image::imageops::overlay(&mut canvas, &small.to_rgba8(), 20, 300);
-    image::imageops::overlay(&mut canvas, &original.to_rgba8(), 480, 40);
+    // Both faces large enough for the detector's view of the whole canvas (it sees the
+    // canvas at 128x128: faces under about 10 of those pixels are searched in tiles
+    // only when the whole view finds none).
+    let small = original.resize_exact(400, 400, image::imageops::FilterType::CatmullRom);
+    let mut canvas = RgbaImage::from_pixel(940, 560, Rgba([200, 200, 200, 255]));
+    image::imageops::overlay(&mut canvas, &small.to_rgba8(), 10, 150);
+    image::imageops::overlay(&mut canvas, &original.to_rgba8(), 420, 40);
     let analysis = analyze(&DynamicImage::ImageRgba8(canvas)).unwrap();
     assert!(
         matches!(analysis.source, FaceSource::Detected { faces, .. } if faces >= 2),
@@ -220,7 +223,7 @@ fn several_faces_take_the_largest() {
     check(
         &analysis.layout,
         |p| Point {
-            x: p.x + 480.0,
+            x: p.x + 420.0,
             y: p.y + 40.0,
         },
         "largest of two",
@@ -265,4 +268,59 @@ fn face_box_skips_detection() {
     )
     .unwrap_err();
     assert!(outside.to_string().contains("lies outside"), "{outside}");
+}
+
+#[test]
+fn a_cat_is_not_a_face() {
+    // Chelsea the cat (scikit-image's sample data, CC0).
+    let path = common::repo().join("tests/files/faces/cat.png");
+    let portrait = Portrait::load(&path).unwrap();
+    let err = face::analyze(&portrait, None).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("no face found in portrait") && message.contains("cat.png"),
+        "{message}"
+    );
+    assert!(message.contains("face-box="), "{message}");
+}
+
+#[test]
+fn a_drawing_without_a_face_is_an_error() {
+    // A line drawing of a house under a sun: shapes, edges and circles, no face.
+    let mut image = RgbaImage::from_pixel(400, 300, Rgba([250, 248, 240, 255]));
+    let mut line = |x0: f32, y0: f32, x1: f32, y1: f32| {
+        for k in 0..=400 {
+            let t = k as f32 / 400.0;
+            let (x, y) = (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t);
+            for d in -2..=2 {
+                image.put_pixel(
+                    (x as i32 + d).clamp(0, 399) as u32,
+                    (y as u32).min(299),
+                    Rgba([30, 30, 30, 255]),
+                );
+            }
+        }
+    };
+    line(80.0, 280.0, 80.0, 160.0);
+    line(80.0, 160.0, 160.0, 90.0);
+    line(160.0, 90.0, 240.0, 160.0);
+    line(240.0, 160.0, 240.0, 280.0);
+    line(80.0, 280.0, 240.0, 280.0);
+    line(140.0, 280.0, 140.0, 220.0);
+    line(140.0, 220.0, 180.0, 220.0);
+    line(180.0, 220.0, 180.0, 280.0);
+    for k in 0..64 {
+        let a = k as f32 / 64.0 * std::f32::consts::TAU;
+        line(330.0, 60.0, 330.0 + 45.0 * a.cos(), 60.0 + 45.0 * a.sin());
+    }
+    let err = face::analyze(
+        &Portrait::from_image("house.png".into(), &DynamicImage::ImageRgba8(image)),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no face found in portrait \"house.png\""),
+        "{err}"
+    );
 }

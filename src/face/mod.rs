@@ -1,19 +1,26 @@
 //! Face analysis of the source portrait, once per portrait, off the streaming thread:
-//! where the face is, and where its eyes, mouth and chin are, in source pixels.
+//! where the face is, its 478-point mesh (with depth and irises), and the few features
+//! the renderers place things by, in source pixels.
 //!
-//! Detection uses the SeetaFace frontal cascade (`detect`); the features are then found
-//! by classic means inside a face-aligned crop (`landmarks`). A user can give the face
-//! box by hand (`face-box` property), which skips detection.
+//! Both networks are MediaPipe's (Apache-2.0, converted into models/mediapipe by
+//! tools/mediapipe/convert.py and embedded in the library), run with libtorch on the
+//! CPU (`nn::graph`): BlazeFace finds the face (`detect`), the face landmark model with
+//! attention meshes it (`mesh`). A user can give the face box by hand (`face-box`
+//! property), which skips detection.
 
 pub mod detect;
-mod landmarks;
-pub mod raster;
+pub mod mesh;
+pub mod roi;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::portrait::Portrait;
+
+pub use self::mesh::FaceMesh;
+use self::mesh::{MeshModel, point};
+use self::roi::Roi;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
@@ -67,12 +74,13 @@ impl FromStr for FaceBox {
     }
 }
 
-/// Where the animated features of the face are, in source image pixels. "Left" and
-/// "right" are as seen in the image.
+/// Where the animated features of the face are, in source image pixels, taken from the
+/// mesh. "Left" and "right" are as seen in the image.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FaceLayout {
-    /// The face's square box, aligned with the face (see `roll`), eyes-normalised.
+    /// The face oval's bounding box.
     pub face_box: FaceBox,
+    /// The iris centres.
     pub left_eye: Point,
     pub right_eye: Point,
     /// Corner-to-corner width of one eye.
@@ -121,18 +129,22 @@ pub enum FaceSource {
     Given,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FaceAnalysis {
     pub layout: FaceLayout,
+    pub mesh: FaceMesh,
+    /// The detector's box around the face (none when the box was given).
+    pub detection: Option<FaceBox>,
     pub source: FaceSource,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum FaceError {
     #[error(
-        "no face found in portrait \"{}\" ({width}x{height}): use a frontal photo where the face \
-         is at least 40 pixels across and tilted less than 15 degrees, or give the face's \
-         position with face-box=\"x,y,width,height\" (in image pixels)",
+        "no face found in portrait \"{}\" ({width}x{height}): use a photo where the face is \
+         seen from the front, at least 1/12 of the image's longer side across and tilted \
+         less than 45 degrees, or give the face's position with \
+         face-box=\"x,y,width,height\" (in image pixels)",
         path.display()
     )]
     NoFace {
@@ -145,6 +157,8 @@ pub enum FaceError {
          e.g. face-box=\"180,60,100,110\" (width and height at least 8)"
     )]
     BadBox(String),
+    #[error("face analysis failed: {0}")]
+    Model(String),
     #[error(
         "face-box {face_box} lies outside portrait \"{}\" ({width}x{height})",
         path.display()
@@ -166,9 +180,9 @@ impl From<FaceError> for crate::core::Error {
     }
 }
 
-/// Finds the face (the largest, if there are several) or uses `given`, and locates its
-/// features.
+/// Finds the face (the largest, if there are several) or uses `given`, and meshes it.
 pub fn analyze(portrait: &Portrait, given: Option<FaceBox>) -> Result<FaceAnalysis, FaceError> {
+    let model = MeshModel::load().map_err(|e| FaceError::Model(e.to_string()))?;
     if let Some(face_box) = given {
         let inside = face_box.x < portrait.width as f32
             && face_box.y < portrait.height as f32
@@ -182,43 +196,110 @@ pub fn analyze(portrait: &Portrait, given: Option<FaceBox>) -> Result<FaceAnalys
                 height: portrait.height,
             });
         }
-        // A hand-drawn box is usually taller than the detector's square (hairline to
-        // chin): take a square of its width, centred a little below its centre.
-        let size = face_box.width.min(face_box.height * 1.2);
-        let centre = Point {
-            x: face_box.x + face_box.width / 2.0,
-            y: face_box.y + face_box.height / 2.0,
+        // A hand-drawn box is about the detector's (brows to chin); the mesh's own region
+        // is then taken from the first mesh, as MediaPipe's tracking does, which makes
+        // the result hardly depend on how the box was drawn.
+        let side = 1.5 * f64::from(face_box.width.max(face_box.height));
+        let first = Roi {
+            cx: f64::from(face_box.x + face_box.width / 2.0),
+            cy: f64::from(face_box.y + face_box.height / 2.0),
+            width: side,
+            height: side,
+            rotation: 0.0,
+        };
+        // The user says there is a face: the mesh is used even where the model doubts it
+        // (its presence score says so), and the second region only if it does better.
+        let mesh = model
+            .run_anyway(portrait, first)
+            .map_err(|e| FaceError::Model(e.to_string()))?
+            .ok_or_else(|| FaceError::Model("the landmark model gave no output".to_owned()))?;
+        let second = model
+            .run_anyway(portrait, MeshModel::roi_from_mesh(&mesh))
+            .map_err(|e| FaceError::Model(e.to_string()))?;
+        let mesh = match second {
+            Some(better) if better.presence >= mesh.presence.min(0.5) => better,
+            _ => mesh,
         };
         return Ok(FaceAnalysis {
-            layout: landmarks::locate(portrait, centre, size, 0.0),
+            layout: layout_from_mesh(&mesh),
+            mesh,
+            detection: None,
             source: FaceSource::Given,
         });
     }
-    let gray = raster::Gray::luma(portrait);
-    let faces = detect::detect_faces(&gray);
-    let Some(largest) = faces.first() else {
-        return Err(FaceError::NoFace {
-            path: portrait.path.clone(),
-            width: portrait.width,
-            height: portrait.height,
-        });
+    let no_face = || FaceError::NoFace {
+        path: portrait.path.clone(),
+        width: portrait.width,
+        height: portrait.height,
     };
-    let layout = landmarks::locate(
-        portrait,
-        Point {
-            x: largest.cx,
-            y: largest.cy,
+    let faces = detect::detect_faces(portrait).map_err(|e| FaceError::Model(e.to_string()))?;
+    // Largest first; a detection the mesh model rejects (a face-like pattern) is skipped.
+    for face in &faces {
+        let mesh = model
+            .run(portrait, MeshModel::roi_for(face))
+            .map_err(|e| FaceError::Model(e.to_string()))?;
+        if let Some(mesh) = mesh {
+            return Ok(FaceAnalysis {
+                layout: layout_from_mesh(&mesh),
+                mesh,
+                detection: Some(FaceBox {
+                    x: face.x_min as f32,
+                    y: face.y_min as f32,
+                    width: face.width as f32,
+                    height: face.height as f32,
+                }),
+                source: FaceSource::Detected {
+                    faces: faces.len(),
+                    score: face.score,
+                },
+            });
+        }
+    }
+    Err(no_face())
+}
+
+/// The renderers' features from the mesh.
+pub fn layout_from_mesh(mesh: &FaceMesh) -> FaceLayout {
+    let at = |i: usize| {
+        let (x, y) = mesh.xy(i);
+        Point { x, y }
+    };
+    let (left_iris, right_iris) = mesh.iris_centres();
+    let left_eye = Point {
+        x: left_iris.0,
+        y: left_iris.1,
+    };
+    let right_eye = Point {
+        x: right_iris.0,
+        y: right_iris.1,
+    };
+    let distance = |a: Point, b: Point| (a.x - b.x).hypot(a.y - b.y);
+    let eye_width = (distance(at(point::LEFT_EYE_OUTER), at(point::LEFT_EYE_INNER))
+        + distance(at(point::RIGHT_EYE_OUTER), at(point::RIGHT_EYE_INNER)))
+        / 2.0;
+    let (upper, lower) = (at(point::UPPER_LIP_INNER), at(point::LOWER_LIP_INNER));
+    let (x, y, width, height) = mesh.oval_bounds();
+    FaceLayout {
+        face_box: FaceBox {
+            x,
+            y,
+            width,
+            height,
         },
-        largest.size,
-        largest.angle,
-    );
-    Ok(FaceAnalysis {
-        layout,
-        source: FaceSource::Detected {
-            faces: faces.len(),
-            score: largest.score,
+        left_eye,
+        right_eye,
+        eye_width,
+        mouth_left: at(point::MOUTH_LEFT),
+        mouth_right: at(point::MOUTH_RIGHT),
+        mouth_centre: Point {
+            x: (upper.x + lower.x) / 2.0,
+            y: (upper.y + lower.y) / 2.0,
         },
-    })
+        mouth_gap: distance(upper, lower),
+        lip_height: distance(at(point::UPPER_LIP_TOP), at(point::LOWER_LIP_BOTTOM)),
+        chin: at(point::CHIN),
+        roll: (right_eye.y - left_eye.y).atan2(right_eye.x - left_eye.x),
+    }
 }
 
 #[cfg(test)]

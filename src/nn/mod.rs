@@ -3,6 +3,7 @@
 //! networks are made of (convolutions in 1-3 dimensions, spectral-norm folding, batch,
 //! layer and instance norms, linear layers), each computing in the weights' kind.
 
+pub mod graph;
 pub mod layers;
 pub mod weights;
 

@@ -1,0 +1,40 @@
+//! Face analysis per portrait on the CPU: detection plus mesh (what preparing a portrait
+//! costs), the parts alone, and a 1080p frame whose small face is found by the tile
+//! search. `make bench`; numbers in the README.
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gstvasafacegen::face::{self, detect, mesh::MeshModel};
+use gstvasafacegen::portrait::Portrait;
+
+fn load(relative: &str) -> Portrait {
+    Portrait::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)).unwrap()
+}
+
+fn face_analysis(c: &mut Criterion) {
+    let mut group = c.benchmark_group("face");
+    group.measurement_time(Duration::from_secs(6));
+    let portrait = load("assets/astronaut.png");
+    group.bench_function("analyze_512_portrait", |b| {
+        b.iter(|| face::analyze(&portrait, None).unwrap())
+    });
+    group.bench_function("detect_512_portrait", |b| {
+        b.iter(|| detect::detect_faces(&portrait).unwrap())
+    });
+    let model = MeshModel::load().unwrap();
+    let roi = MeshModel::roi_for(&detect::detect_faces(&portrait).unwrap()[0]);
+    group.bench_function("mesh_model_load", |b| b.iter(|| MeshModel::load().unwrap()));
+    group.bench_function("mesh_run", |b| {
+        b.iter(|| model.run(&portrait, roi).unwrap().unwrap())
+    });
+    let frame = load("tests/files/faces/astronaut_1080p.png");
+    group.sample_size(10);
+    group.bench_function("analyze_1080p_small_face_tiles", |b| {
+        b.iter(|| face::analyze(&frame, None).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, face_analysis);
+criterion_main!(benches);
