@@ -44,6 +44,8 @@ pub mod point {
     pub const CHIN: usize = 152;
     pub const NOSE_TIP: usize = 1;
     pub const FOREHEAD: usize = 10;
+    pub const CHEEK_LEFT: usize = 234;
+    pub const CHEEK_RIGHT: usize = 454;
     /// The face's outline, clockwise from the forehead (MediaPipe's FACE_OVAL).
     pub const FACE_OVAL: [usize; 36] = [
         10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,

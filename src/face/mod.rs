@@ -94,6 +94,11 @@ pub struct FaceLayout {
     /// Height of both lips together, top of the upper to bottom of the lower.
     pub lip_height: f32,
     pub chin: Point,
+    /// The top of the forehead (where the mesh ends, below the hairline).
+    pub forehead: Point,
+    /// The face oval's widest points, at the cheeks (image left and right).
+    pub cheek_left: Point,
+    pub cheek_right: Point,
     /// Tilt of the eye line, radians (positive: the right eye is lower in the image).
     pub roll: f32,
 }
@@ -298,6 +303,9 @@ pub fn layout_from_mesh(mesh: &FaceMesh) -> FaceLayout {
         mouth_gap: distance(upper, lower),
         lip_height: distance(at(point::UPPER_LIP_TOP), at(point::LOWER_LIP_BOTTOM)),
         chin: at(point::CHIN),
+        forehead: at(point::FOREHEAD),
+        cheek_left: at(point::CHEEK_LEFT),
+        cheek_right: at(point::CHEEK_RIGHT),
         roll: (right_eye.y - left_eye.y).atan2(right_eye.x - left_eye.x),
     }
 }

@@ -331,6 +331,9 @@ mod tests {
             mouth_gap: 0.0,
             lip_height: 12.0,
             chin: at(0.0, 72.0),
+            forehead: at(0.0, -30.0),
+            cheek_left: at(-45.0, 30.0),
+            cheek_right: at(45.0, 30.0),
             roll,
         }
     }

@@ -20,11 +20,13 @@ const LID_DOWN: f64 = 0.055;
 const LID_SKIN_TOP: f64 = -0.2;
 /// Brow lift at `brow_raise = 1`, in IOD.
 const BROW_LIFT: f64 = 0.07;
-/// Head mask: an ellipse (centre v, semi-axes) in IOD; full motion inside
-/// `MASK_FULL`, none outside 1.
-const MASK_CENTRE_V: f64 = 0.45;
-const MASK_AXIS_U: f64 = 1.55;
-const MASK_AXIS_V: f64 = 2.05;
+/// Head mask: an ellipse in IOD around the mesh's face oval, widened for the ears and
+/// hair and lengthened over the hair and down the neck; full motion inside `MASK_FULL`,
+/// none outside 1. (On the demo portrait these give the ellipse the rig used before it
+/// had a mesh: centre 0.45 below the eyes, semi-axes 1.55 and 2.05.)
+const MASK_WIDEN: f64 = 1.45;
+const MASK_HAIR: f64 = 0.85;
+const MASK_NECK: f64 = 0.75;
 const MASK_FULL: f64 = 0.72;
 /// Yaw/pitch parallax: how far central features move per radian, in IOD.
 const YAW_PARALLAX: f64 = 0.8;
@@ -55,6 +57,10 @@ struct Geometry {
     source_gap: f64,
     chin_v: f64,
     eye_half_width: f64,
+    /// The head mask's ellipse: centre (v) and semi-axes.
+    mask_centre_v: f64,
+    mask_axis_u: f64,
+    mask_axis_v: f64,
 }
 
 impl Geometry {
@@ -83,6 +89,12 @@ impl Geometry {
         let (left_u, left_v) = face(layout.mouth_left);
         let (right_u, right_v) = face(layout.mouth_right);
         let (_, chin_v) = face(layout.chin);
+        let (_, forehead_v) = face(layout.forehead);
+        let (cheek_left_u, _) = face(layout.cheek_left);
+        let (cheek_right_u, _) = face(layout.cheek_right);
+        let chin_v = chin_v.max(mouth_v + 0.45);
+        let mask_top = forehead_v.min(-0.4) - MASK_HAIR;
+        let mask_bottom = chin_v + MASK_NECK;
         let scale = placement.scale / iod;
         Self {
             origin,
@@ -94,8 +106,11 @@ impl Geometry {
             corner_v: ((left_v + right_v) / 2.0).min(mouth_v),
             half_width: ((right_u - left_u) / 2.0).clamp(0.3, 0.7),
             source_gap: f64::from(layout.mouth_gap) * scale,
-            chin_v: chin_v.max(mouth_v + 0.45),
+            chin_v,
             eye_half_width: (f64::from(layout.eye_width) * scale / 2.0).clamp(0.15, 0.32),
+            mask_centre_v: (mask_top + mask_bottom) / 2.0,
+            mask_axis_u: (MASK_WIDEN * cheek_left_u.abs().max(cheek_right_u.abs())).clamp(1.3, 1.9),
+            mask_axis_v: (mask_bottom - mask_top) / 2.0,
         }
     }
 
@@ -301,7 +316,10 @@ impl FaceRig {
         let ellipse: Vec<(f64, f64)> = (0..64)
             .map(|k| {
                 let a = f64::from(k) / 64.0 * std::f64::consts::TAU;
-                (MASK_AXIS_U * a.cos(), MASK_CENTRE_V + MASK_AXIS_V * a.sin())
+                (
+                    g.mask_axis_u * a.cos(),
+                    g.mask_centre_v + g.mask_axis_v * a.sin(),
+                )
             })
             .collect();
         let mut roi = bounding_rect(g, &ellipse, (0, 0), (frame_w, frame_h));
@@ -336,8 +354,8 @@ impl FaceRig {
             Tensor::arange(roi.width, options) + 0.5,
             Tensor::arange(roi.height, options) + 0.5,
         );
-        let r =
-            ((&u / MASK_AXIS_U).square() + ((&v - MASK_CENTRE_V) / MASK_AXIS_V).square()).sqrt();
+        let r = ((&u / g.mask_axis_u).square() + ((&v - g.mask_centre_v) / g.mask_axis_v).square())
+            .sqrt();
         let inside = plane(&r.lt(1.0));
 
         // Lower region: the jaw's reach and the lip band, below the split.
@@ -412,8 +430,8 @@ impl FaceRig {
             let (xs, ys) = field_positions(&whole_roi, HEAD_GRID_STEP, device);
             face_coordinates(xs, ys)
         };
-        let coarse_r = ((&coarse_u / MASK_AXIS_U).square()
-            + ((&coarse_v - MASK_CENTRE_V) / MASK_AXIS_V).square())
+        let coarse_r = ((&coarse_u / g.mask_axis_u).square()
+            + ((&coarse_v - g.mask_centre_v) / g.mask_axis_v).square())
         .sqrt();
         let coarse_head = 1.0f64 - smoothstep(MASK_FULL, 1.0, &coarse_r);
         let coarse_parallax =
