@@ -192,3 +192,69 @@ fn a_given_face_box_gives_the_same_mesh_as_detection() {
         assert!(mean < 0.03, "face-box {given}: mean {mean:.4} IOD");
     }
 }
+
+/// The example binary `cargo test` builds beside the test binaries.
+fn face_landmarks_example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let release = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    release.join("examples").join("face_landmarks")
+}
+
+#[test]
+fn the_face_landmarks_example_prints_the_mesh_as_one_json_object() {
+    let run = std::process::Command::new(face_landmarks_example())
+        .arg(image_path("hopper.png"))
+        .output()
+        .expect("the example runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let found: Value = serde_json::from_slice(&run.stdout).expect("one JSON object");
+    let points = points(&found["points"]);
+    assert_eq!(points.len(), mesh::POINTS);
+    let box_: Vec<f64> = found["face_box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(box_.len(), 4);
+    // Every point lies in the image, and the irises in their eyes' corners' span.
+    let (w, h) = (
+        found["width"].as_f64().unwrap(),
+        found["height"].as_f64().unwrap(),
+    );
+    assert!(
+        points
+            .iter()
+            .all(|p| (0.0..w).contains(&p[0]) && (0.0..h).contains(&p[1]))
+    );
+    for (side, outer, inner) in [("left", 33, 133), ("right", 263, 362)] {
+        let eye = &found["eyes"][side];
+        let openness = eye["openness"].as_f64().unwrap();
+        assert!(
+            (0.15..0.6).contains(&openness),
+            "{side} eye openness {openness}"
+        );
+        let iris_x = eye["iris"][0].as_f64().unwrap();
+        let (a, b) = (points[outer][0], points[inner][0]);
+        assert!(
+            iris_x > a.min(b) && iris_x < a.max(b),
+            "{side} iris at {iris_x}"
+        );
+    }
+    // Bad input: an error naming the file, no JSON.
+    let run = std::process::Command::new(face_landmarks_example())
+        .arg(faces_dir().join("cat.png"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(run.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("cat.png") && stderr.contains("no face found"),
+        "{stderr}"
+    );
+}

@@ -192,18 +192,13 @@ impl MeshModel {
 
     /// Runs the model on `roi`; `None` when it says the region holds no face.
     pub fn run(&self, portrait: &Portrait, roi: Roi) -> Result<Option<FaceMesh>, GraphError> {
-        Ok(self
-            .run_anyway(portrait, roi)?
-            .filter(|mesh| f64::from(mesh.presence) >= MIN_PRESENCE))
+        let mesh = self.run_anyway(portrait, roi)?;
+        Ok((f64::from(mesh.presence) >= MIN_PRESENCE).then_some(mesh))
     }
 
     /// Runs the model on `roi` whatever it says of the region (a face the user pointed
     /// at, which may be a drawing or half hidden): the mesh carries its presence score.
-    pub fn run_anyway(
-        &self,
-        portrait: &Portrait,
-        roi: Roi,
-    ) -> Result<Option<FaceMesh>, GraphError> {
+    pub fn run_anyway(&self, portrait: &Portrait, roi: Roi) -> Result<FaceMesh, GraphError> {
         let input = roi.sample(portrait, (INPUT, INPUT), Border::Replicate, (0.0, 1.0));
         let outputs = self.graph.run(&input)?;
         let name = "face_landmark_with_attention";
@@ -277,11 +272,11 @@ impl MeshModel {
                 [x as f32, y as f32, (f64::from(p[2]) * scale) as f32]
             })
             .collect();
-        Ok(Some(FaceMesh {
+        Ok(FaceMesh {
             points: projected,
             presence: presence as f32,
             roi,
-        }))
+        })
     }
 }
 

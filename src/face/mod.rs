@@ -216,14 +216,14 @@ pub fn analyze(portrait: &Portrait, given: Option<FaceBox>) -> Result<FaceAnalys
         // (its presence score says so), and the second region only if it does better.
         let mesh = model
             .run_anyway(portrait, first)
-            .map_err(|e| FaceError::Model(e.to_string()))?
-            .ok_or_else(|| FaceError::Model("the landmark model gave no output".to_owned()))?;
+            .map_err(|e| FaceError::Model(e.to_string()))?;
         let second = model
             .run_anyway(portrait, MeshModel::roi_from_mesh(&mesh))
             .map_err(|e| FaceError::Model(e.to_string()))?;
-        let mesh = match second {
-            Some(better) if better.presence >= mesh.presence.min(0.5) => better,
-            _ => mesh,
+        let mesh = if second.presence >= mesh.presence.min(0.5) {
+            second
+        } else {
+            mesh
         };
         return Ok(FaceAnalysis {
             layout: layout_from_mesh(&mesh),
