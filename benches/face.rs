@@ -28,6 +28,19 @@ fn face_analysis(c: &mut Criterion) {
     group.bench_function("mesh_run", |b| {
         b.iter(|| model.run(&portrait, roi).unwrap().unwrap())
     });
+    // Detection and mesh on a team of libtorch threads (one per core) against one
+    // thread, which `analyze` uses: are the small networks helped by more threads?
+    use gstvasafacegen::core::{CpuThreads, use_cpu_threads};
+    for (label, threads) in [("all_threads", CpuThreads::All), ("one_thread", CpuThreads::One)] {
+        use_cpu_threads(tch::Device::Cpu, threads);
+        group.bench_function(format!("detect_and_mesh_{label}"), |b| {
+            b.iter(|| {
+                let face = detect::detect_faces(&portrait).unwrap()[0];
+                model.run(&portrait, MeshModel::roi_for(&face)).unwrap().unwrap()
+            })
+        });
+    }
+    use_cpu_threads(tch::Device::Cpu, CpuThreads::All);
     let frame = load("tests/files/faces/astronaut_1080p.png");
     group.sample_size(10);
     group.bench_function("analyze_1080p_small_face_tiles", |b| {
