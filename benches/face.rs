@@ -31,12 +31,18 @@ fn face_analysis(c: &mut Criterion) {
     // Detection and mesh on a team of libtorch threads (one per core) against one
     // thread, which `analyze` uses: are the small networks helped by more threads?
     use gstvasafacegen::core::{CpuThreads, use_cpu_threads};
-    for (label, threads) in [("all_threads", CpuThreads::All), ("one_thread", CpuThreads::One)] {
+    for (label, threads) in [
+        ("all_threads", CpuThreads::All),
+        ("one_thread", CpuThreads::One),
+    ] {
         use_cpu_threads(tch::Device::Cpu, threads);
         group.bench_function(format!("detect_and_mesh_{label}"), |b| {
             b.iter(|| {
                 let face = detect::detect_faces(&portrait).unwrap()[0];
-                model.run(&portrait, MeshModel::roi_for(&face)).unwrap().unwrap()
+                model
+                    .run(&portrait, MeshModel::roi_for(&face))
+                    .unwrap()
+                    .unwrap()
             })
         });
     }

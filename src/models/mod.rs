@@ -1,7 +1,9 @@
 //! Network definitions, built from named weights and a config, with parameter paths
 //! that mirror the checkpoints' keys: the builtin audio-to-mouth network trained here
-//! (`mouth`), LivePortrait's renderer networks and JoyVASA's motion generator.
+//! (`mouth`), LivePortrait's renderer networks, JoyVASA's motion generator, and HuBERT
+//! (JoyVASA's base encoder and the large one Ditto's audio features come from).
 
+pub mod hubert;
 pub mod joyvasa;
 pub mod liveportrait;
 pub mod mouth;

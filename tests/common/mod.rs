@@ -120,6 +120,17 @@ pub fn joyvasa_fixtures() -> PathBuf {
     dir
 }
 
+/// The Ditto fixture set (`$VASAFACEGEN_FIXTURES/ditto`); missing is a failure.
+pub fn ditto_fixtures() -> PathBuf {
+    let dir = liveportrait_fixtures().parent().unwrap().join("ditto");
+    assert!(
+        dir.join("hubert/model.safetensors").is_file(),
+        "no Ditto fixtures at {} (set VASAFACEGEN_FIXTURES)",
+        dir.display()
+    );
+    dir
+}
+
 /// A copy of the fixture bundle in a directory of its own (to damage, or to be a
 /// bundle no other test loads).
 pub fn copy_of_fixture_bundle() -> tempfile::TempDir {

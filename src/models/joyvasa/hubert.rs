@@ -1,127 +1,21 @@
-//! The HuBERT-base audio encoder as JoyVASA uses it (transformers' `HubertModel` with
-//! JoyVASA's own forward): 16 kHz samples -> convolutional features at 50 Hz -> feature
-//! projection -> positional convolution (weight norm) and a post-norm transformer
-//! encoder -> hidden states at twice the motion frame rate, halved by linear
+//! The HuBERT-base audio encoder as JoyVASA uses it (transformers' `HubertModel`,
+//! `models::hubert`, with JoyVASA's own forward): convolutional features at 50 Hz
+//! resampled to twice the motion frame rate, then the encoder, then halved by linear
 //! interpolation and mapped to the motion model's feature size (`audio_feature_map`).
 //! Keys as in the motion generator's state dict (`audio_encoder.` prefix).
 
-use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
-use crate::nn::layers::{Conv, ConvSpec, LayerNorm, Linear};
+use crate::models::hubert::Hubert;
+pub use crate::models::hubert::HubertConfig;
+use crate::nn::layers::Linear;
 use crate::nn::weights::{Weights, WeightsError};
 
 type Result<T> = std::result::Result<T, WeightsError>;
 
-/// The fields of transformers' `HubertConfig` that shape the network (the checkpoint's
-/// `config.json` names). Only the "base" layout is supported: group norm in the first
-/// convolution, post-norm encoder.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HubertConfig {
-    pub hidden_size: i64,
-    pub num_hidden_layers: i64,
-    pub num_attention_heads: i64,
-    pub intermediate_size: i64,
-    pub conv_dim: Vec<i64>,
-    pub conv_kernel: Vec<i64>,
-    pub conv_stride: Vec<i64>,
-    pub conv_bias: bool,
-    pub num_conv_pos_embeddings: i64,
-    pub num_conv_pos_embedding_groups: i64,
-    pub layer_norm_eps: f64,
-    pub feat_proj_layer_norm: bool,
-    pub feat_extract_norm: String,
-    pub do_stable_layer_norm: bool,
-}
-
-impl HubertConfig {
-    /// chinese-hubert-base, which the official JoyVASA checkpoint carries.
-    pub fn official() -> Self {
-        Self {
-            hidden_size: 768,
-            num_hidden_layers: 12,
-            num_attention_heads: 12,
-            intermediate_size: 3072,
-            conv_dim: vec![512; 7],
-            conv_kernel: vec![10, 3, 3, 3, 3, 2, 2],
-            conv_stride: vec![5, 2, 2, 2, 2, 2, 2],
-            conv_bias: false,
-            num_conv_pos_embeddings: 128,
-            num_conv_pos_embedding_groups: 16,
-            layer_norm_eps: 1e-5,
-            feat_proj_layer_norm: true,
-            feat_extract_norm: "group".into(),
-            do_stable_layer_norm: false,
-        }
-    }
-
-    /// Samples per output frame of the convolutions (320: 50 Hz at 16 kHz).
-    pub fn hop(&self) -> i64 {
-        self.conv_stride.iter().product()
-    }
-}
-
-/// Why a config cannot be built.
-fn unsupported(w: &Weights, what: &str) -> WeightsError {
-    WeightsError::Read {
-        file: w.file().to_path_buf(),
-        detail: format!("unsupported HuBERT configuration: {what}"),
-    }
-}
-
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    heads: i64,
-}
-
-impl Attention {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let (b, t, c) = x.size3().expect("(B, T, C)");
-        let head = c / self.heads;
-        let split = |y: Tensor| y.view([b, t, self.heads, head]).transpose(1, 2);
-        let q = split(self.q.forward(x) * (head as f64).powf(-0.5));
-        let k = split(self.k.forward(x));
-        let v = split(self.v.forward(x));
-        let weights = q.matmul(&k.transpose(-2, -1)).softmax(-1, Kind::Float);
-        let mixed = weights.matmul(&v).transpose(1, 2).reshape([b, t, c]);
-        self.out.forward(&mixed)
-    }
-}
-
-struct EncoderLayer {
-    attention: Attention,
-    layer_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    final_layer_norm: LayerNorm,
-}
-
-impl EncoderLayer {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let x = self.layer_norm.forward(&(x + self.attention.forward(x)));
-        let fed = self
-            .output
-            .forward(&self.intermediate.forward(&x).gelu("none"));
-        self.final_layer_norm.forward(&(&x + fed))
-    }
-}
-
 /// HuBERT plus JoyVASA's `audio_feature_map`.
 pub struct AudioEncoder {
-    conv: Vec<Conv>,
-    /// Group norm of the first convolution (one group per channel).
-    conv_norm: (Tensor, Tensor),
-    projection_norm: Option<LayerNorm>,
-    projection: Linear,
-    position: Conv,
-    /// An even positional kernel yields one frame too many, dropped (transformers'
-    /// `HubertSamePadLayer`).
-    position_trim: bool,
-    encoder_norm: LayerNorm,
-    layers: Vec<EncoderLayer>,
+    hubert: Hubert,
     feature_map: Linear,
     hop: i64,
 }
@@ -141,149 +35,19 @@ impl AudioEncoder {
     /// `audio_encoder.`, the map to `feature_dim` under `audio_feature_map`.
     pub fn new(w: &mut Weights, c: &HubertConfig, feature_dim: i64) -> Result<Self> {
         if c.feat_extract_norm != "group" || c.do_stable_layer_norm {
-            return Err(unsupported(
-                w,
-                "only feat_extract_norm \"group\" with the post-norm encoder (hubert-base)",
-            ));
+            return Err(WeightsError::Read {
+                file: w.file().to_path_buf(),
+                detail: "unsupported HuBERT configuration: JoyVASA's encoder is hubert-base \
+                         (feat_extract_norm \"group\", post-norm encoder)"
+                    .to_owned(),
+            });
         }
-        let layers_n = c.conv_dim.len();
-        if c.conv_kernel.len() != layers_n || c.conv_stride.len() != layers_n || layers_n == 0 {
-            return Err(unsupported(
-                w,
-                "conv_dim, conv_kernel and conv_stride differ in length",
-            ));
-        }
-        if c.hidden_size % c.num_attention_heads != 0
-            || c.hidden_size % c.num_conv_pos_embedding_groups != 0
-        {
-            return Err(unsupported(
-                w,
-                "hidden_size is not a multiple of the heads or groups",
-            ));
-        }
-        let p = "audio_encoder";
-        let mut conv = Vec::with_capacity(layers_n);
-        let mut cin = 1;
-        for i in 0..layers_n {
-            let kernel = [c.conv_kernel[i]];
-            let spec = ConvSpec {
-                stride: c.conv_stride[i],
-                bias: c.conv_bias,
-                ..ConvSpec::new(&kernel, 0)
-            };
-            let key = format!("{p}.feature_extractor.conv_layers.{i}.conv");
-            conv.push(Conv::new(w, &key, cin, c.conv_dim[i], spec)?);
-            cin = c.conv_dim[i];
-        }
-        let norm_key = format!("{p}.feature_extractor.conv_layers.0.layer_norm");
-        let conv_norm = (
-            w.take(&format!("{norm_key}.weight"), &[c.conv_dim[0]])?,
-            w.take(&format!("{norm_key}.bias"), &[c.conv_dim[0]])?,
-        );
-        let projection_norm = if c.feat_proj_layer_norm {
-            Some(LayerNorm::new(
-                w,
-                &format!("{p}.feature_projection.layer_norm"),
-                cin,
-                c.layer_norm_eps,
-            )?)
-        } else {
-            None
-        };
-        let hidden = c.hidden_size;
-        let projection = Linear::new(
-            w,
-            &format!("{p}.feature_projection.projection"),
-            cin,
-            hidden,
-        )?;
-
-        // The positional convolution's weight norm (over every dimension but the
-        // kernel's): w = g v / |v|. Newer transformers store g, v as parametrizations.
-        let k = c.num_conv_pos_embeddings;
-        let groups = c.num_conv_pos_embedding_groups;
-        let pos = format!("{p}.encoder.pos_conv_embed.conv");
-        let (g_key, v_key) = if w.contains(&format!("{pos}.weight_g")) {
-            (format!("{pos}.weight_g"), format!("{pos}.weight_v"))
-        } else {
-            (
-                format!("{pos}.parametrizations.weight.original0"),
-                format!("{pos}.parametrizations.weight.original1"),
-            )
-        };
-        let g = w.take(&g_key, &[1, 1, k])?;
-        let v = w.take(&v_key, &[hidden, hidden / groups, k])?;
-        let norm = v
-            .square()
-            .sum_dim_intlist([0i64, 1].as_slice(), true, Kind::Float)
-            .sqrt();
-        let kernel = [k];
-        let position = Conv::with_weight(
-            w,
-            &pos,
-            g * &v / norm,
-            hidden,
-            ConvSpec {
-                groups,
-                ..ConvSpec::new(&kernel, k / 2)
-            },
-        )?;
-        let encoder_norm = LayerNorm::new(
-            w,
-            &format!("{p}.encoder.layer_norm"),
-            hidden,
-            c.layer_norm_eps,
-        )?;
-        let layers = (0..c.num_hidden_layers)
-            .map(|i| {
-                let l = format!("{p}.encoder.layers.{i}");
-                let linear = |w: &mut Weights, name: &str, fin, fout| {
-                    Linear::new(w, &format!("{l}.{name}"), fin, fout)
-                };
-                Ok(EncoderLayer {
-                    attention: Attention {
-                        q: linear(w, "attention.q_proj", hidden, hidden)?,
-                        k: linear(w, "attention.k_proj", hidden, hidden)?,
-                        v: linear(w, "attention.v_proj", hidden, hidden)?,
-                        out: linear(w, "attention.out_proj", hidden, hidden)?,
-                        heads: c.num_attention_heads,
-                    },
-                    layer_norm: LayerNorm::new(
-                        w,
-                        &format!("{l}.layer_norm"),
-                        hidden,
-                        c.layer_norm_eps,
-                    )?,
-                    intermediate: linear(
-                        w,
-                        "feed_forward.intermediate_dense",
-                        hidden,
-                        c.intermediate_size,
-                    )?,
-                    output: linear(w, "feed_forward.output_dense", c.intermediate_size, hidden)?,
-                    final_layer_norm: LayerNorm::new(
-                        w,
-                        &format!("{l}.final_layer_norm"),
-                        hidden,
-                        c.layer_norm_eps,
-                    )?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Only used for masked training.
-        w.skip(&format!("{p}.masked_spec_embed"));
-        let feature_map = Linear::new(w, "audio_feature_map", hidden, feature_dim)?;
+        let hubert = Hubert::new(w, c, "audio_encoder")?;
+        let feature_map = Linear::new(w, "audio_feature_map", c.hidden_size, feature_dim)?;
         Ok(Self {
-            conv,
-            conv_norm,
-            projection_norm,
-            projection,
-            position,
-            position_trim: k % 2 == 0,
-            encoder_norm,
-            layers,
+            hop: hubert.hop(),
+            hubert,
             feature_map,
-            hop: c.hop(),
         })
     }
 
@@ -311,22 +75,7 @@ impl AudioEncoder {
 
     /// Features for `frames` motion frames at `fps` from `audio` `(N, samples)` at 16 kHz.
     pub fn forward(&self, audio: &Tensor, frames: i64, fps: i64) -> AudioFeatures {
-        let mut x = self.pad(audio).unsqueeze(1);
-        for (i, conv) in self.conv.iter().enumerate() {
-            x = conv.forward(&x);
-            if i == 0 {
-                let channels = x.size()[1];
-                x = x.group_norm(
-                    channels,
-                    Some(&self.conv_norm.0),
-                    Some(&self.conv_norm.1),
-                    1e-5,
-                    false,
-                );
-            }
-            x = x.gelu("none");
-        }
-        let conv = x;
+        let conv = self.hubert.conv_features(&self.pad(audio));
         // Twice the motion frames, from the 50 Hz features: those covering the window,
         // resampled linearly (`align_corners=False`, as the reference).
         let doubled = 2 * frames;
@@ -335,23 +84,7 @@ impl AudioEncoder {
         let resampled = conv
             .narrow(2, 0, kept)
             .upsample_linear1d([doubled], false, None::<f64>);
-        let mut h = resampled.transpose(1, 2);
-        if let Some(norm) = &self.projection_norm {
-            h = norm.forward(&h);
-        }
-        h = self.projection.forward(&h);
-        let mut position = self.position.forward(&h.transpose(1, 2));
-        if self.position_trim {
-            let t = position.size()[2];
-            position = position.narrow(2, 0, t - 1);
-        }
-        h = self
-            .encoder_norm
-            .forward(&(h + position.gelu("none").transpose(1, 2)));
-        for layer in &self.layers {
-            h = layer.forward(&h);
-        }
-        let hidden = h;
+        let hidden = self.hubert.last_hidden_state(&resampled);
         let halved = hidden
             .transpose(1, 2)
             .upsample_linear1d([frames], false, None::<f64>)
