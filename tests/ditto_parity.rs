@@ -108,3 +108,230 @@ fn a_base_and_large_mix_is_refused_by_name() {
         "{err}"
     );
 }
+
+// ---- LMDM ------------------------------------------------------------------------
+
+use gstvasafacegen::models::ditto::lmdm::{Branch, MotionDecoder};
+use gstvasafacegen::models::ditto::sampler::{self, DdimPlan, Schedule, Windows};
+use gstvasafacegen::models::ditto::{frame_conditions, motion_row};
+
+fn ditto_config() -> serde_json::Value {
+    let text = std::fs::read_to_string(common::ditto_fixtures().join("config.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn lmdm_io() -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(common::ditto_fixtures().join("io.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn decoder() -> MotionDecoder {
+    tch::set_num_threads(1);
+    let config = ditto_config();
+    let heads = config["motion_decoder_params"]["num_heads"]
+        .as_i64()
+        .unwrap();
+    let mut w = Weights::load(
+        &common::ditto_fixtures().join("lmdm.safetensors"),
+        Device::Cpu,
+    )
+    .unwrap();
+    let decoder = MotionDecoder::new(&mut w, heads).unwrap();
+    w.finish().expect("every LMDM tensor is used");
+    let p = &config["motion_decoder_params"];
+    assert_eq!(
+        decoder.layer_count() as i64,
+        p["num_layers"].as_i64().unwrap()
+    );
+    assert_eq!(decoder.cond_dim, p["cond_feature_dim"].as_i64().unwrap());
+    assert_eq!(decoder.seq_len, p["seq_len"].as_i64().unwrap());
+    decoder
+}
+
+fn int(t: &Tensor) -> i64 {
+    t.int64_value(&[])
+}
+
+#[test]
+fn conditions_are_laid_out_as_ditto_builds_them() {
+    let io = lmdm_io();
+    let cond = frame_conditions(
+        &io["aud_feat"],
+        &io["emo"],
+        &io["eye_open"],
+        &io["eye_ball"],
+        &io["sc"],
+    );
+    assert!(cond.equal(&io["aud_cond_all"]), "aud_cond_all");
+    let row = motion_row(
+        &io["x_s_info_scale"],
+        &io["x_s_info_pitch"],
+        &io["x_s_info_yaw"],
+        &io["x_s_info_roll"],
+        &io["x_s_info_t"],
+        &io["x_s_info_exp"],
+    );
+    assert!(row.unsqueeze(0).equal(&io["kp_cond"]), "kp_cond");
+    // The emotion the fixture recorded is class 4 (neutral).
+    assert!(
+        gstvasafacegen::models::ditto::emotion_condition(4).allclose(&io["emo"], 0.0, 1e-7, false)
+    );
+}
+
+#[test]
+fn denoiser_both_branches_guidance_and_noise() {
+    let _g = tch::no_grad_guard();
+    let io = lmdm_io();
+    let decoder = decoder();
+    let seq = decoder.seq_len;
+    let cond = io["aud_cond_all"].narrow(0, 0, seq).unsqueeze(0);
+    let (x, t) = (&io["dn_x_t"], &io["dn_t"]);
+    let conditioned = decoder.forward(x, &io["kp_cond"], &cond, t, Branch::Conditioned);
+    check("dn_out_cond", &conditioned, &io["dn_out_cond"], 2e-5);
+    let null = decoder.forward(x, &io["kp_cond"], &cond, t, Branch::Null);
+    check("dn_out_uncond", &null, &io["dn_out_uncond"], 2e-5);
+    let schedule = Schedule::cosine();
+    let (noise, x_start) = sampler::predict(
+        &decoder,
+        &schedule,
+        x,
+        &io["kp_cond"],
+        &cond,
+        int(&t.get(0)),
+    );
+    check(
+        "dn_guided_x_start",
+        &x_start,
+        &io["dn_guided_x_start"],
+        4e-5,
+    );
+    check("dn_x_start", &x_start, &io["dn_x_start"], 4e-5);
+    check("dn_pred_noise", &noise, &io["dn_pred_noise"], 4e-5);
+}
+
+#[test]
+fn schedule_scalars_match() {
+    let io = lmdm_io();
+    let steps = ditto_config()["diffusion"]["sampling_timesteps"]
+        .as_u64()
+        .unwrap() as usize;
+    let plan = DdimPlan::new(&Schedule::cosine(), steps);
+    let pairs: Vec<i64> = plan.pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let expected = Vec::<i64>::try_from(io["ddim_time_pairs"].flatten(0, -1)).unwrap();
+    assert_eq!(pairs, expected);
+    for (name, values, atol) in [
+        ("ddim_alpha_next_sqrt", &plan.alpha_next_sqrt, 1e-6),
+        ("ddim_sigma", &plan.sigma, 1e-6),
+        ("ddim_c", &plan.c, 2e-3),
+    ] {
+        check(name, &Tensor::from_slice(values), &io[name], atol);
+    }
+    assert_eq!(plan.noise_count() as i64, io["ddim_noise_list"].size()[0]);
+}
+
+fn noise_list(io: &HashMap<String, Tensor>) -> Vec<Tensor> {
+    let list = &io["ddim_noise_list"];
+    (0..list.size()[0]).map(|i| list.get(i)).collect()
+}
+
+#[test]
+fn one_window_of_ddim_with_the_recorded_noise() {
+    let io = lmdm_io();
+    let decoder = decoder();
+    let schedule = Schedule::cosine();
+    let steps = ditto_config()["diffusion"]["sampling_timesteps"]
+        .as_u64()
+        .unwrap() as usize;
+    let plan = DdimPlan::new(&schedule, steps);
+    let cond = io["aud_cond_all"]
+        .narrow(0, 0, decoder.seq_len)
+        .unsqueeze(0);
+    let x0 = sampler::sample_window(
+        &decoder,
+        &schedule,
+        &plan,
+        &io["kp_cond"],
+        &cond,
+        io["ddim_x_T"].shallow_clone(),
+        &noise_list(&io),
+    );
+    check("ddim_x0", &x0, &io["ddim_x0"], 3e-5);
+}
+
+#[test]
+fn two_windows_fused_smoothed_and_the_final_motion() {
+    let io = lmdm_io();
+    let config = ditto_config();
+    let decoder = decoder();
+    let schedule = Schedule::cosine();
+    let steps = config["diffusion"]["sampling_timesteps"].as_u64().unwrap() as usize;
+    let plan = DdimPlan::new(&schedule, steps);
+    let overlap = config["two_window"]["overlap_v2"].as_i64().unwrap();
+    let frames_total = config["two_window"]["num_frames"].as_i64().unwrap();
+    let windows = Windows::offline(decoder.seq_len, overlap);
+    assert_eq!(
+        windows.step(),
+        config["two_window"]["valid_clip_len"].as_i64().unwrap()
+    );
+    let noise = noise_list(&io);
+    let all = &io["aud_cond_all"];
+    let mut previous = io["kp_cond"].shallow_clone();
+    let mut result: Option<Tensor> = None;
+    let mut start = 0;
+    let mut w = 0;
+    while start < frames_total {
+        // The window's conditions, the last padded by repeating its last frame.
+        let available = (frames_total - start).min(decoder.seq_len);
+        let mut cond = all.narrow(0, start, available);
+        if available < decoder.seq_len {
+            let last = cond
+                .narrow(0, available - 1, 1)
+                .expand([decoder.seq_len - available, -1], false);
+            cond = Tensor::cat(&[&cond, &last], 0);
+        }
+        let cond = cond.unsqueeze(0);
+        check(
+            &format!("win{w}_aud_cond"),
+            &cond,
+            &io[&format!("win{w}_aud_cond")],
+            0.0,
+        );
+        check(
+            &format!("win{w}_kp_cond"),
+            &previous,
+            &io[&format!("win{w}_kp_cond")],
+            2e-5,
+        );
+        let predicted = sampler::sample_window(
+            &decoder,
+            &schedule,
+            &plan,
+            &previous,
+            &cond,
+            io[&format!("win{w}_x_T")].shallow_clone(),
+            &noise,
+        );
+        check(
+            &format!("win{w}_pred_kp_seq"),
+            &predicted,
+            &io[&format!("win{w}_pred_kp_seq")],
+            3e-5,
+        );
+        let joined = windows.join(result.as_ref(), &predicted);
+        check(
+            &format!("win{w}_res_kp_seq"),
+            &joined,
+            &io[&format!("win{w}_res_kp_seq")],
+            3e-5,
+        );
+        previous = windows.next_previous(&joined);
+        result = Some(joined);
+        start += windows.step();
+        w += 1;
+    }
+    let result = result.unwrap().narrow(1, 0, frames_total);
+    let last = windows.smooth(&result, 0, frames_total);
+    check("final_res_kp_seq", &last, &io["final_res_kp_seq"], 3e-5);
+}
