@@ -10,7 +10,7 @@ export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 # The demo and tests run on every core the machine has.
 CARGO_FEATURES = $$(test "$$(cat .venv/torch-set 2>/dev/null)" = cuda && echo --features cuda)
 
-.PHONY: setup setup-tts build demo test lint bench clean train-builtin eval-builtin parity-liveportrait parity-joyvasa
+.PHONY: setup setup-tts build demo test lint bench clean train-builtin eval-builtin parity-liveportrait parity-joyvasa parity-ditto
 
 # The builtin engine's mouth model: data, training, evaluation (see docs/builtin-eval).
 BUILTIN_DATA := data/builtin
@@ -70,6 +70,9 @@ parity-liveportrait: setup
 # The same for JoyVASA's motion generator (so far its HuBERT audio encoder).
 parity-joyvasa: setup
 	cargo test --release --locked $(CARGO_FEATURES) --test joyvasa_parity
+
+parity-ditto: setup
+	cargo test --release --locked $(CARGO_FEATURES) --test ditto_parity
 
 clean:
 	cargo clean
