@@ -3,8 +3,9 @@
 //!
 //! The manifest has one section per model, each with its config and its component
 //! files: `renderers.liveportrait` (the renderer's networks) and `motion_generators.*`
-//! (room for several: `joyvasa` today). Version 1 bundles (one flat component list,
-//! `liveportrait_config`, `joyvasa`) are read as well.
+//! (room for several: `joyvasa`, and `ditto`, read and checked but not yet a motion
+//! source). Version 1 bundles (one flat component list, `liveportrait_config`,
+//! `joyvasa`) are read as well.
 //!
 //! Loaded networks are shared: every user of the same bundle on the same device (and,
 //! for the renderer, in the same precision) gets one copy ([`ModelCache`]); it is freed
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use crate::core::{Frozen, ModelCache, Precision};
+use crate::models::ditto::{DittoConfig, DittoNetworks};
 use crate::models::joyvasa::{JoyVasaConfig, MotionGenerator, MotionTemplate};
 use crate::models::liveportrait::{self, LivePortrait, LivePortraitConfig};
 use crate::nn::{Weights, WeightsError};
@@ -30,6 +32,8 @@ pub const OLDEST_VERSION: u32 = 1;
 
 /// The motion generators this build can run, by their section name.
 pub const JOYVASA: &str = "joyvasa";
+/// Ditto's networks (read and checked; not yet a motion source of the element).
+pub const DITTO: &str = "ditto";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -58,6 +62,8 @@ pub struct Section<C> {
 pub struct MotionGenerators {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joyvasa: Option<Section<JoyVasaConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ditto: Option<Section<DittoConfig>>,
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_json::Value>,
 }
@@ -147,6 +153,7 @@ impl Manifest {
                         config,
                         components: pick(&JOYVASA_COMPONENTS),
                     }),
+                    ditto: None,
                     unknown: BTreeMap::new(),
                 },
             }
@@ -157,6 +164,11 @@ impl Manifest {
             && let Some(why) = joyvasa.config.problem()
         {
             return Err(problem(format!("motion generator joyvasa: {why}")));
+        }
+        if let Some(ditto) = &manifest.motion_generators.ditto
+            && let Some(why) = ditto.config.problem()
+        {
+            return Err(problem(format!("motion generator ditto: {why}")));
         }
         Ok(manifest)
     }
@@ -198,6 +210,7 @@ impl Bundle {
             .as_ref()
             .map(|_| JOYVASA.to_owned())
             .into_iter()
+            .chain(generators.ditto.as_ref().map(|_| DITTO.to_owned()))
             .chain(generators.unknown.keys().cloned())
             .collect()
     }
@@ -284,6 +297,28 @@ impl Bundle {
         let generator = MotionGenerator::new(&mut w, &section.config, template)?;
         w.finish()?;
         Ok(generator)
+    }
+
+    /// Loads Ditto's audio encoder and denoiser from the files.
+    pub fn load_ditto(&self, device: Device) -> Result<DittoNetworks, BundleError> {
+        let section = self
+            .manifest
+            .motion_generators
+            .ditto
+            .as_ref()
+            .ok_or_else(|| BundleError::Manifest {
+                path: self.manifest_path(),
+                detail: "the bundle has no Ditto networks (no motion_generators.ditto section); \
+                         convert them in with tools/liveportrait/convert.py --ditto-lmdm"
+                    .into(),
+            })?;
+        let file = |name| self.component("motion_generators.ditto", &section.components, name);
+        let mut hubert = Weights::load(&file("hubert")?, device)?;
+        let mut lmdm = Weights::load(&file("lmdm")?, device)?;
+        let networks = DittoNetworks::new(section.config.clone(), &mut hubert, &mut lmdm)?;
+        hubert.finish()?;
+        lmdm.finish()?;
+        Ok(networks)
     }
 
     /// The bundle's LivePortrait networks on `device` in `precision`, one copy in the
@@ -401,14 +436,15 @@ mod tests {
         write(
             dir.path(),
             r#"{"format": "vasafacegen-bundle", "version": 2, "renderers": {},
-                "motion_generators": {"ditto": {"config": {}, "components": {}}}}"#,
+                "motion_generators": {"emotalk": {"config": {}, "components": {}}}}"#,
         );
         let bundle = Bundle::open(dir.path()).unwrap();
-        assert_eq!(bundle.motion_generator_names(), ["ditto"]);
+        // A generator of a newer converter is kept by name.
+        assert_eq!(bundle.motion_generator_names(), ["emotalk"]);
         assert!(!bundle.has_joyvasa());
         let err = bundle.load_joyvasa(Device::Cpu).err().unwrap().to_string();
         assert!(
-            err.contains("no JoyVASA motion generator") && err.contains("ditto"),
+            err.contains("no JoyVASA motion generator") && err.contains("emotalk"),
             "{err}"
         );
         let err = bundle

@@ -335,3 +335,146 @@ fn two_windows_fused_smoothed_and_the_final_motion() {
     let last = windows.smooth(&result, 0, frames_total);
     check("final_res_kp_seq", &last, &io["final_res_kp_seq"], 3e-5);
 }
+
+// ---- The bundle -------------------------------------------------------------------
+
+use gstvasafacegen::bundle::Bundle;
+
+/// The LivePortrait fixture checkpoints plus the Ditto fixture's LMDM and HuBERT,
+/// converted into one bundle (with `heads` as given).
+fn ditto_bundle(dir: &std::path::Path, heads: &str) -> std::path::PathBuf {
+    let fixtures = common::ditto_fixtures();
+    let out = dir.join("bundle");
+    let extra: Vec<std::ffi::OsString> = vec![
+        "--ditto-lmdm".into(),
+        fixtures.join("lmdm.pth").into(),
+        "--ditto-hubert".into(),
+        fixtures.join("hubert").into(),
+        "--ditto-heads".into(),
+        heads.into(),
+    ];
+    common::convert_fixtures(&out, &extra);
+    out
+}
+
+#[test]
+fn converted_bundle_loads_ditto_and_denoises_as_the_reference() {
+    let _g = tch::no_grad_guard();
+    let dir = tempfile::tempdir().unwrap();
+    let heads = ditto_config()["motion_decoder_params"]["num_heads"].to_string();
+    let bundle = Bundle::open(&ditto_bundle(dir.path(), &heads)).unwrap();
+    assert!(
+        bundle
+            .motion_generator_names()
+            .contains(&"ditto".to_owned())
+    );
+    // Not a motion source yet: `auto` still means the builtin motion for this bundle.
+    assert!(!bundle.has_joyvasa());
+    let networks = bundle.load_ditto(Device::Cpu).unwrap();
+    let io = lmdm_io();
+    let cond = io["aud_cond_all"]
+        .narrow(0, 0, networks.decoder.seq_len)
+        .unsqueeze(0);
+    let out = networks.decoder.forward(
+        &io["dn_x_t"],
+        &io["kp_cond"],
+        &cond,
+        &io["dn_t"],
+        Branch::Conditioned,
+    );
+    check("dn_out_cond (bundle)", &out, &io["dn_out_cond"], 2e-5);
+    let hub = hubert_io();
+    let conv = networks.hubert.conv_features(&hub["input_values"]);
+    let last = networks.hubert.last_hidden_state(&conv);
+    check(
+        "last_hidden_state (bundle)",
+        &last,
+        &hub["last_hidden_state"],
+        5e-5,
+    );
+}
+
+#[test]
+fn damaged_or_incomplete_ditto_bundles_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ditto_bundle(dir.path(), "8");
+    // A damaged LMDM file.
+    std::fs::write(path.join("ditto_lmdm.safetensors"), b"not a tensor file").unwrap();
+    let err = Bundle::open(&path)
+        .unwrap()
+        .load_ditto(Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("ditto_lmdm.safetensors"), "{err}");
+    // A manifest without the HuBERT component.
+    let manifest_path = path.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["motion_generators"]["ditto"]["components"]
+        .as_object_mut()
+        .unwrap()
+        .remove("hubert");
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let err = Bundle::open(&path)
+        .unwrap()
+        .load_ditto(Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("component hubert of motion_generators.ditto is missing"),
+        "{err}"
+    );
+    // A head count the latent does not split into, and a nonsensical config.
+    manifest["motion_generators"]["ditto"]["config"]["heads"] = 0.into();
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let err = Bundle::open(&path).err().unwrap().to_string();
+    assert!(err.contains("motion generator ditto: heads is 0"), "{err}");
+    // A bundle with no Ditto section says how to add one.
+    let plain = Bundle::open(common::fixture_bundle()).unwrap();
+    let err = plain.load_ditto(Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("--ditto-lmdm"), "{err}");
+}
+
+#[test]
+fn the_converter_refuses_half_a_ditto_and_a_foreign_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&std::ffi::OsStr]| {
+        let fixtures = common::liveportrait_fixtures();
+        std::process::Command::new("python3")
+            .arg(common::repo().join("tools/liveportrait/convert.py"))
+            .arg("--checkpoints")
+            .arg(&fixtures)
+            .arg("--config")
+            .arg(fixtures.join("config.json"))
+            .args(extra)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap()
+    };
+    let lmdm = common::ditto_fixtures().join("lmdm.pth");
+    let only_lmdm = run(&["--ditto-lmdm".as_ref(), lmdm.as_os_str()]);
+    assert!(!only_lmdm.status.success());
+    assert!(String::from_utf8_lossy(&only_lmdm.stderr).contains("go together"));
+    // The LivePortrait appearance network is no LMDM checkpoint.
+    let foreign = common::liveportrait_fixtures().join("appearance_feature_extractor.pth");
+    let hubert = common::ditto_fixtures().join("hubert");
+    let wrong = run(&[
+        "--ditto-lmdm".as_ref(),
+        foreign.as_os_str(),
+        "--ditto-hubert".as_ref(),
+        hubert.as_os_str(),
+    ]);
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("appearance_feature_extractor.pth") && stderr.contains("model_state_dict"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "a failed conversion leaves nothing"
+    );
+}

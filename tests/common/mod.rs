@@ -47,7 +47,7 @@ pub fn liveportrait_fixtures() -> PathBuf {
 
 /// Runs the converter a user runs on the official files: the LivePortrait fixture
 /// checkpoints plus `extra` arguments, into `out`.
-fn convert_fixtures(out: &std::path::Path, extra: &[std::ffi::OsString]) {
+pub fn convert_fixtures(out: &std::path::Path, extra: &[std::ffi::OsString]) {
     let fixtures = liveportrait_fixtures();
     let status = std::process::Command::new("python3")
         .arg(repo().join("tools/liveportrait/convert.py"))

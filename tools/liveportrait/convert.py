@@ -8,7 +8,9 @@ generator) into a vasafacegen model bundle.
         [--motion-generator pretrained_weights/JoyVASA/motion_generator/motion_generator_hubert_chinese.pt \
          --motion-template pretrained_weights/JoyVASA/motion_template/motion_template.pkl \
          [--hubert-config pretrained_weights/chinese-hubert-base/config.json] \
-         [--positional-encoding bug|fixed]]
+         [--positional-encoding bug|fixed]] \
+        [--ditto-lmdm pretrained_weights/ditto_pytorch/models/lmdm_v0.4_hubert.pth \
+         --ditto-hubert pretrained_weights/hubert-large-ls960-ft [--ditto-heads 8]]
 
 The checkpoint folder holds the five official files (appearance_feature_extractor.pth,
 motion_extractor.pth, warping_module.pth, spade_generator.pth,
@@ -31,6 +33,15 @@ chinese-hubert-base, or any JSON with those fields at the top or under
 `hubert_config`); default: chinese-hubert-base. --positional-encoding chooses how the
 denoiser encodes frame positions: `bug` (default) as the public weights were trained,
 `fixed` as the reference code has done since its commit 74290f6.
+
+With --ditto-lmdm the bundle also gets Ditto's networks: the `model_state_dict` of the
+LMDM checkpoint (its per-layer copies of the rotary frequencies included) as
+ditto_lmdm.safetensors, and HuBERT-large from a HuggingFace folder (--ditto-hubert:
+config.json and model.safetensors, HubertModel's keys with or without the `hubert.`
+prefix of HubertForCTC, whose `lm_head` is dropped) as ditto_hubert.safetensors, in a
+section `motion_generators.ditto` with the head count (--ditto-heads, 8 in the release:
+the weights do not hold it) and the release's offline sampling settings (50 steps,
+overlap 10).
 
 Needs only Python 3. Nothing is downloaded.
 """
@@ -116,6 +127,7 @@ HUBERT_BASE = {
     "feat_extract_norm": "group", "do_stable_layer_norm": False,
 }
 
+DITTO_LICENCE = "Ditto (antgroup/ditto-talkinghead): Apache-2.0; HuBERT (facebook/hubert-large-ls960-ft): Apache-2.0"
 # The motion generator's args the official loader and wrapper read.
 JOYVASA_ARGS = ["motion_feat_dim", "n_motions", "n_prev_motions", "feature_dim",
                 "n_diff_steps", "fps", "audio_model", "pad_mode"]
@@ -302,6 +314,67 @@ def read_motion_generator(path, hubert, positional_encoding):
     return state, config
 
 
+def read_lmdm(path):
+    """The state dict of an LMDM checkpoint ({'model_state_dict': ...})."""
+    try:
+        container = read_checkpoint(path)
+    except Exception as err:
+        fail(f"{path}: not a readable Ditto LMDM checkpoint ({err})")
+    if not isinstance(container, dict) or "model_state_dict" not in container:
+        fail(f"{path}: expected a dict with 'model_state_dict' (Ditto's LMDM checkpoint)")
+    state = container["model_state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, StoredTensor) for v in state.values()):
+        fail(f"{path}: 'model_state_dict' is not a state dict of tensors")
+    for key in ("input_projection.weight", "final_layer.weight", "null_cond_embed"):
+        if key not in state:
+            fail(f"{path}: no {key} (not an LMDM MotionDecoder?)")
+    return state
+
+
+SAFETENSORS_DTYPES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "BOOL": 1, "U8": 1}
+
+
+def read_safetensors(path):
+    """{key: StoredTensor} of a safetensors file, read with the standard library."""
+    try:
+        with open(path, "rb") as f:
+            size = struct.unpack("<Q", f.read(8))[0]
+            if size > 100 << 20:
+                raise ValueError(f"header of {size} bytes")
+            header = json.loads(f.read(size))
+            body = f.read()
+    except Exception as err:
+        fail(f"{path}: not a readable safetensors file ({err})")
+    tensors = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        numel = 1
+        for n in shape:
+            numel *= n
+        if dtype not in SAFETENSORS_DTYPES or end - start != numel * SAFETENSORS_DTYPES[dtype] or end > len(body):
+            fail(f"{path}: tensor {key} is damaged ({dtype}, {shape}, bytes {start}..{end})")
+        tensors[key] = StoredTensor(dtype, list(shape), body[start:end])
+    return tensors
+
+
+def read_ditto_hubert(folder):
+    """HuBERT-large's state dict (HubertModel keys) and sizes from a HuggingFace folder."""
+    config = read_hubert_config(os.path.join(folder, "config.json"))
+    if config.get("feat_extract_norm") != "layer" or not config.get("do_stable_layer_norm"):
+        fail(f"{folder}/config.json: not a HuBERT-large layout (feat_extract_norm 'layer' with do_stable_layer_norm)")
+    weights = os.path.join(folder, "model.safetensors")
+    if not os.path.isfile(weights):
+        fail(f"{weights}: missing (a HuggingFace folder in safetensors format is needed)")
+    state = {}
+    for key, tensor in read_safetensors(weights).items():
+        if key.startswith("lm_head."):
+            continue
+        state[key[len("hubert."):] if key.startswith("hubert.") else key] = tensor
+    return state, config, weights
+
+
 def fail(message):
     print(f"convert.py: {message}", file=sys.stderr)
     sys.exit(1)
@@ -395,7 +468,18 @@ def main():
     parser.add_argument("--hubert-config", help="HuBERT config.json; default: chinese-hubert-base")
     parser.add_argument("--positional-encoding", choices=["bug", "fixed"], default="bug",
                         help="denoiser frame positions: as trained (bug, default) or as the reference now does (fixed)")
+    parser.add_argument("--ditto-lmdm", help="Ditto's lmdm_*.pth to include")
+    parser.add_argument("--ditto-hubert", help="HuggingFace folder of hubert-large-ls960-ft (with --ditto-lmdm)")
+    parser.add_argument("--ditto-heads", type=int, default=8, help="LMDM attention heads (8 in the release)")
     args = parser.parse_args()
+    if bool(args.ditto_lmdm) != bool(args.ditto_hubert):
+        fail("--ditto-lmdm and --ditto-hubert go together")
+    if args.ditto_lmdm and not os.path.isfile(args.ditto_lmdm):
+        fail(f"{args.ditto_lmdm}: no such file")
+    if args.ditto_hubert and not os.path.isdir(args.ditto_hubert):
+        fail(f"{args.ditto_hubert}: no such folder")
+    if args.ditto_heads <= 0:
+        fail(f"--ditto-heads {args.ditto_heads}: not a positive count")
     if bool(args.motion_generator) != bool(args.motion_template):
         fail("--motion-generator and --motion-template go together")
     for path in (args.motion_generator, args.motion_template, args.hubert_config):
@@ -434,6 +518,19 @@ def main():
         generators = {}
         if joyvasa is not None:
             generators["joyvasa"] = {"config": joyvasa, "components": generator_components}
+        if args.ditto_lmdm:
+            print(f"[+] ditto lmdm: reading {args.ditto_lmdm}", flush=True)
+            write_safetensors(read_lmdm(args.ditto_lmdm), os.path.join(staging, "ditto_lmdm.safetensors"))
+            print(f"[+] ditto hubert: reading {args.ditto_hubert}", flush=True)
+            state, hubert, weights = read_ditto_hubert(args.ditto_hubert)
+            write_safetensors(state, os.path.join(staging, "ditto_hubert.safetensors"))
+            for path in (args.ditto_lmdm, weights, os.path.join(args.ditto_hubert, "config.json")):
+                sources[os.path.basename(path)] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
+            generators["ditto"] = {
+                "config": {"heads": args.ditto_heads, "sampling_steps": 50, "overlap": 10, "hubert": hubert},
+                "components": {"lmdm": "ditto_lmdm.safetensors", "hubert": "ditto_hubert.safetensors"},
+            }
+            licence = licence + "; " + DITTO_LICENCE
         manifest = {
             "format": FORMAT,
             "version": VERSION,

@@ -78,3 +78,75 @@ pub fn motion_row(
         0,
     )
 }
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::hubert::{Hubert, HubertConfig};
+use crate::nn::weights::{Weights, WeightsError};
+
+/// The bundle's `motion_generators.ditto` config: what the weights do not say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DittoConfig {
+    /// Attention heads of the LMDM (8 in the release).
+    pub heads: i64,
+    /// Sampling steps by default (the release's offline cfg: 50).
+    pub sampling_steps: usize,
+    /// Frames two windows share (the release's offline cfg: 10).
+    pub overlap: i64,
+    /// The audio encoder's sizes (hubert-large-ls960-ft).
+    pub hubert: HubertConfig,
+}
+
+impl DittoConfig {
+    /// Why the config cannot work, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        if self.heads <= 0 {
+            return Some(format!("heads is {}, not a positive count", self.heads));
+        }
+        if !(1..=sampler::TRAINING_STEPS).contains(&self.sampling_steps) {
+            return Some(format!(
+                "sampling_steps is {}, not in 1..={}",
+                self.sampling_steps,
+                sampler::TRAINING_STEPS
+            ));
+        }
+        if self.overlap < 0 {
+            return Some(format!("overlap is {}, negative", self.overlap));
+        }
+        None
+    }
+}
+
+/// Ditto's networks: the audio encoder and the denoiser.
+pub struct DittoNetworks {
+    pub config: DittoConfig,
+    pub hubert: Hubert,
+    pub decoder: lmdm::MotionDecoder,
+}
+
+impl DittoNetworks {
+    /// Builds both from their weights (each checked complete) and the config.
+    pub fn new(
+        config: DittoConfig,
+        hubert_weights: &mut Weights,
+        lmdm_weights: &mut Weights,
+    ) -> Result<Self, WeightsError> {
+        let hubert = Hubert::new(hubert_weights, &config.hubert, "")?;
+        let decoder = lmdm::MotionDecoder::new(lmdm_weights, config.heads)?;
+        if config.overlap >= decoder.seq_len {
+            return Err(WeightsError::Invalid {
+                file: lmdm_weights.file().to_path_buf(),
+                key: "null_cond_embed".to_owned(),
+                detail: format!(
+                    "windows of {} frames cannot overlap by {}",
+                    decoder.seq_len, config.overlap
+                ),
+            });
+        }
+        Ok(Self {
+            config,
+            hubert,
+            decoder,
+        })
+    }
+}
