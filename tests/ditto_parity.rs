@@ -478,3 +478,51 @@ fn the_converter_refuses_half_a_ditto_and_a_foreign_file() {
         "a failed conversion leaves nothing"
     );
 }
+
+// ---- Audio features ----------------------------------------------------------------
+
+use gstvasafacegen::models::ditto::audio;
+
+#[test]
+fn offline_audio_features_come_in_chunks_of_five_frames_at_25_fps() {
+    let _g = tch::no_grad_guard();
+    let (hubert, config) = hubert();
+    assert_eq!(audio::chunk_samples(), 6480);
+    // 1.3 s of a recorded chunk's samples repeated: ceil(1.3 x 25) = 33 frames.
+    let io = hubert_io();
+    let source = io["input_values"].flatten(0, -1);
+    let samples = Tensor::cat(&[&source, &source, &source, &source], 0).narrow(0, 0, 20_800);
+    let features = audio::offline_features(&hubert, &samples);
+    assert_eq!(features.size(), vec![33, config.hidden_size]);
+    // The first chunk by hand: 2000 zeros, then the audio; encoder frames -14..-4 of its
+    // 6480 samples, averaged in pairs, are the first five frames.
+    let first = Tensor::cat(
+        &[
+            Tensor::zeros([2000], (tch::Kind::Float, Device::Cpu)),
+            samples.narrow(0, 0, 4480),
+        ],
+        0,
+    )
+    .unsqueeze(0);
+    let encoded = hubert
+        .last_hidden_state(&hubert.conv_features(&first))
+        .squeeze_dim(0);
+    let frames = encoded.size()[0];
+    for k in 0..5 {
+        let pair = encoded
+            .narrow(0, frames - 14 + 2 * k, 2)
+            .mean_dim(0, false, tch::Kind::Float);
+        check(&format!("frame {k}"), &features.get(k), &pair, 1e-6);
+    }
+    // Silence in, features out: one frame per 40 ms still.
+    let short = audio::offline_features(
+        &hubert,
+        &Tensor::zeros([100], (tch::Kind::Float, Device::Cpu)),
+    );
+    assert_eq!(short.size(), vec![1, config.hidden_size]);
+    let none = audio::offline_features(
+        &hubert,
+        &Tensor::zeros([0], (tch::Kind::Float, Device::Cpu)),
+    );
+    assert_eq!(none.size(), vec![0, config.hidden_size]);
+}

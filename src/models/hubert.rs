@@ -163,6 +163,7 @@ pub struct Hubert {
     stable_layer_norm: bool,
     layers: Vec<EncoderLayer>,
     hop: i64,
+    hidden: i64,
 }
 
 impl Hubert {
@@ -331,7 +332,13 @@ impl Hubert {
             stable_layer_norm: c.do_stable_layer_norm,
             layers,
             hop: c.hop(),
+            hidden,
         })
+    }
+
+    /// Features per hidden state.
+    pub fn hidden_size(&self) -> i64 {
+        self.hidden
     }
 
     /// Samples per feature frame.

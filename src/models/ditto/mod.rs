@@ -1,8 +1,9 @@
 //! Ditto (antgroup/ditto-talkinghead, Apache-2.0): streaming motion by diffusion in
 //! LivePortrait's motion space. So far: the LMDM denoiser (`lmdm`), its DDIM sampler
-//! and window joining (`sampler`), and the per-frame conditions (`conditions`); its
-//! audio encoder is `models::hubert` (the large layout).
+//! and window joining (`sampler`), the per-frame conditions (below) and the audio
+//! features (`audio`: HuBERT-large, `models::hubert`, over Ditto's chunks).
 
+pub mod audio;
 pub mod lmdm;
 pub mod sampler;
 
