@@ -22,16 +22,7 @@ fn hubert_io() -> HashMap<String, Tensor> {
 }
 
 fn check(name: &str, actual: &Tensor, expected: &Tensor, atol: f64) {
-    assert_eq!(actual.size(), expected.size(), "{name}: shape");
-    let excess = ((actual - expected).abs() - (expected.abs() * 1e-4 + atol))
-        .max()
-        .double_value(&[]);
-    let worst = (actual - expected).abs().max().double_value(&[]);
-    assert!(
-        excess <= 0.0,
-        "{name}: worst difference {worst:e} (atol {atol:e})"
-    );
-    eprintln!("{name}: worst difference {worst:e}");
+    common::assert_close(name, actual, expected, atol);
 }
 
 fn hubert() -> (Hubert, HubertConfig) {
@@ -398,14 +389,17 @@ fn converted_bundle_loads_ditto_and_denoises_as_the_reference() {
 fn damaged_or_incomplete_ditto_bundles_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = ditto_bundle(dir.path(), "8");
+    let load_error = || {
+        Bundle::open(&path)
+            .unwrap()
+            .load_ditto(Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string()
+    };
     // A damaged LMDM file.
     std::fs::write(path.join("ditto_lmdm.safetensors"), b"not a tensor file").unwrap();
-    let err = Bundle::open(&path)
-        .unwrap()
-        .load_ditto(Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = load_error();
     assert!(err.contains("ditto_lmdm.safetensors"), "{err}");
     // A manifest without the HuBERT component.
     let manifest_path = path.join("manifest.json");
@@ -416,17 +410,12 @@ fn damaged_or_incomplete_ditto_bundles_are_refused_by_name() {
         .unwrap()
         .remove("hubert");
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
-    let err = Bundle::open(&path)
-        .unwrap()
-        .load_ditto(Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = load_error();
     assert!(
         err.contains("component hubert of motion_generators.ditto is missing"),
         "{err}"
     );
-    // A head count the latent does not split into, and a nonsensical config.
+    // A config the manifest check refuses.
     manifest["motion_generators"]["ditto"]["config"]["heads"] = 0.into();
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
     let err = Bundle::open(&path).err().unwrap().to_string();
@@ -440,19 +429,10 @@ fn damaged_or_incomplete_ditto_bundles_are_refused_by_name() {
 #[test]
 fn the_converter_refuses_half_a_ditto_and_a_foreign_file() {
     let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
     let run = |extra: &[&std::ffi::OsStr]| {
-        let fixtures = common::liveportrait_fixtures();
-        std::process::Command::new("python3")
-            .arg(common::repo().join("tools/liveportrait/convert.py"))
-            .arg("--checkpoints")
-            .arg(&fixtures)
-            .arg("--config")
-            .arg(fixtures.join("config.json"))
-            .args(extra)
-            .arg("--out")
-            .arg(dir.path().join("out"))
-            .output()
-            .unwrap()
+        let extra: Vec<std::ffi::OsString> = extra.iter().map(|&a| a.to_owned()).collect();
+        common::run_converter(&out, &extra)
     };
     let lmdm = common::ditto_fixtures().join("lmdm.pth");
     let only_lmdm = run(&["--ditto-lmdm".as_ref(), lmdm.as_os_str()]);

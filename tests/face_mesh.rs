@@ -55,6 +55,30 @@ fn points(value: &Value) -> Vec<[f64; 3]> {
         .collect()
 }
 
+fn numbers(value: &Value) -> Vec<f64> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+/// Image-plane distances of found points from expected ones.
+fn distances(found: &[[f32; 3]], expected: &[[f64; 3]]) -> Vec<f64> {
+    found
+        .iter()
+        .zip(expected)
+        .map(|(f, e)| (f64::from(f[0]) - e[0]).hypot(f64::from(f[1]) - e[1]))
+        .collect()
+}
+
+/// The distance between the iris centres of `points`.
+fn inter_ocular(points: &[[f64; 3]]) -> f64 {
+    let (a, b) = (points[mesh::LEFT_IRIS], points[mesh::RIGHT_IRIS]);
+    (a[0] - b[0]).hypot(a[1] - b[1])
+}
+
 fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
     let w = ((a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0])).max(0.0);
     let h = ((a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1])).max(0.0);
@@ -77,18 +101,8 @@ fn mesh_and_detection_match_mediapipe_on_every_test_image() {
         let portrait = Portrait::load(&image_path(name)).unwrap();
         let analysis = face::analyze(&portrait, None).unwrap_or_else(|e| panic!("{name}: {e}"));
         let found = &analysis.mesh.points;
-        let iod = {
-            let (a, b) = (
-                expected_mesh[mesh::LEFT_IRIS],
-                expected_mesh[mesh::RIGHT_IRIS],
-            );
-            (a[0] - b[0]).hypot(a[1] - b[1])
-        };
-        let distances: Vec<f64> = found
-            .iter()
-            .zip(&expected_mesh)
-            .map(|(f, e)| (f64::from(f[0]) - e[0]).hypot(f64::from(f[1]) - e[1]))
-            .collect();
+        let iod = inter_ocular(&expected_mesh);
+        let distances = distances(found, &expected_mesh);
         let mean = distances.iter().sum::<f64>() / distances.len() as f64 / iod;
         let worst = distances.iter().cloned().fold(0.0, f64::max) / iod;
         let depth = found
@@ -104,12 +118,7 @@ fn mesh_and_detection_match_mediapipe_on_every_test_image() {
                 let best = detections
                     .iter()
                     .map(|d| {
-                        let v: Vec<f64> = d["box"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|x| x.as_f64().unwrap())
-                            .collect();
+                        let v = numbers(&d["box"]);
                         iou(
                             [v[0], v[1], v[2], v[3]],
                             [
@@ -174,17 +183,12 @@ fn a_given_face_box_gives_the_same_mesh_as_detection() {
     let reference = reference();
     let expected = points(&reference["images"]["astronaut.png"]["mesh"]);
     let portrait = Portrait::load(&image_path("astronaut.png")).unwrap();
-    let iod = (expected[mesh::LEFT_IRIS][0] - expected[mesh::RIGHT_IRIS][0])
-        .hypot(expected[mesh::LEFT_IRIS][1] - expected[mesh::RIGHT_IRIS][1]);
+    let iod = inter_ocular(&expected);
     for given in ["178,83,95,95", "170,60,110,130", "185,90,80,85"] {
         let analysis = face::analyze(&portrait, Some(given.parse().unwrap())).unwrap();
         assert_eq!(analysis.source, FaceSource::Given);
-        let mean = analysis
-            .mesh
-            .points
+        let mean = distances(&analysis.mesh.points, &expected)
             .iter()
-            .zip(&expected)
-            .map(|(f, e)| (f64::from(f[0]) - e[0]).hypot(f64::from(f[1]) - e[1]))
             .sum::<f64>()
             / expected.len() as f64
             / iod;
@@ -214,12 +218,7 @@ fn the_face_landmarks_example_prints_the_mesh_as_one_json_object() {
     let found: Value = serde_json::from_slice(&run.stdout).expect("one JSON object");
     let points = points(&found["points"]);
     assert_eq!(points.len(), mesh::POINTS);
-    let box_: Vec<f64> = found["face_box"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let box_ = numbers(&found["face_box"]);
     assert_eq!(box_.len(), 4);
     // Every point lies in the image, and the irises in their eyes' corners' span.
     let (w, h) = (

@@ -110,16 +110,7 @@ fn io() -> HashMap<String, Tensor> {
 }
 
 fn check(name: &str, actual: &Tensor, expected: &Tensor, atol: f64) {
-    assert_eq!(actual.size(), expected.size(), "{name}: shape");
-    let excess = ((actual - expected).abs() - (expected.abs() * 1e-4 + atol))
-        .max()
-        .double_value(&[]);
-    let worst = (actual - expected).abs().max().double_value(&[]);
-    assert!(
-        excess <= 0.0,
-        "{name}: worst difference {worst:e} (atol {atol:e})"
-    );
-    eprintln!("{name}: worst difference {worst:e}");
+    common::assert_close(name, actual, expected, atol);
 }
 
 fn encoder() -> AudioEncoder {

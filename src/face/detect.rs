@@ -40,6 +40,16 @@ impl Detection {
     pub fn area(&self) -> f64 {
         self.width * self.height
     }
+
+    /// The box as [x0, y0, x1, y1].
+    fn corners(&self) -> [f64; 4] {
+        [
+            self.x_min,
+            self.y_min,
+            self.x_min + self.width,
+            self.y_min + self.height,
+        ]
+    }
 }
 
 /// One anchor centre, in [0, 1] of the letterboxed input.
@@ -153,10 +163,9 @@ fn reframe(graph: &Graph, portrait: &Portrait, face: Detection) -> Result<Detect
         height: side,
         rotation: 0.0,
     };
-    let as_box = |d: &Detection| [d.x_min, d.y_min, d.x_min + d.width, d.y_min + d.height];
     Ok(detect_in(graph, portrait, &view)?
         .into_iter()
-        .map(|d| (iou(&as_box(&d), &as_box(&face)), d))
+        .map(|d| (iou(&d.corners(), &face.corners()), d))
         .filter(|(overlap, _)| *overlap > NMS_IOU)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map_or(face, |(_, d)| d))
@@ -177,10 +186,9 @@ fn suppress_duplicates(mut found: Vec<Detection>) -> Vec<Detection> {
     found.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<Detection> = Vec::new();
     for face in found {
-        let as_box = |d: &Detection| [d.x_min, d.y_min, d.x_min + d.width, d.y_min + d.height];
         if kept
             .iter()
-            .all(|k| iou(&as_box(k), &as_box(&face)) <= NMS_IOU)
+            .all(|k| iou(&k.corners(), &face.corners()) <= NMS_IOU)
         {
             kept.push(face);
         }

@@ -290,7 +290,7 @@ impl Graph {
         let mut outputs = HashMap::new();
         for output in &self.spec.outputs {
             let value = values[output.id].as_ref().expect("checked at load");
-            outputs.insert(output.name.clone(), from_internal(value));
+            outputs.insert(output.name.clone(), to_nhwc(value));
         }
         Ok(outputs)
     }
@@ -545,10 +545,6 @@ fn to_internal(x: Tensor) -> Tensor {
     } else {
         x
     }
-}
-
-fn from_internal(x: &Tensor) -> Tensor {
-    to_nhwc(x)
 }
 
 fn host_values(x: &Tensor) -> Result<Vec<f32>, tch::TchError> {

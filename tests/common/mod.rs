@@ -47,9 +47,10 @@ pub fn liveportrait_fixtures() -> PathBuf {
 
 /// Runs the converter a user runs on the official files: the LivePortrait fixture
 /// checkpoints plus `extra` arguments, into `out`.
-pub fn convert_fixtures(out: &std::path::Path, extra: &[std::ffi::OsString]) {
+/// Runs the converter on the LivePortrait fixture checkpoints with `extra` options.
+pub fn run_converter(out: &std::path::Path, extra: &[std::ffi::OsString]) -> std::process::Output {
     let fixtures = liveportrait_fixtures();
-    let status = std::process::Command::new("python3")
+    std::process::Command::new("python3")
         .arg(repo().join("tools/liveportrait/convert.py"))
         .arg("--checkpoints")
         .arg(&fixtures)
@@ -58,12 +59,16 @@ pub fn convert_fixtures(out: &std::path::Path, extra: &[std::ffi::OsString]) {
         .args(extra)
         .arg("--out")
         .arg(out)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("python3 runs");
+        .output()
+        .expect("python3 runs")
+}
+
+pub fn convert_fixtures(out: &std::path::Path, extra: &[std::ffi::OsString]) {
+    let run = run_converter(out, extra);
     assert!(
-        status.success(),
-        "the converter failed on the fixture checkpoints {extra:?}"
+        run.status.success(),
+        "the converter failed on the fixture checkpoints {extra:?}: {}",
+        String::from_utf8_lossy(&run.stderr)
     );
 }
 
@@ -118,6 +123,21 @@ pub fn joyvasa_fixtures() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// Checks `actual` against a fixture tensor as the fixture README says:
+/// |a - b| <= atol + 1e-4 |b| everywhere, shapes equal; prints the worst difference.
+pub fn assert_close(name: &str, actual: &tch::Tensor, expected: &tch::Tensor, atol: f64) {
+    assert_eq!(actual.size(), expected.size(), "{name}: shape");
+    let excess = ((actual - expected).abs() - (expected.abs() * 1e-4 + atol))
+        .max()
+        .double_value(&[]);
+    let worst = (actual - expected).abs().max().double_value(&[]);
+    assert!(
+        excess <= 0.0,
+        "{name}: worst difference {worst:e} (atol {atol:e})"
+    );
+    eprintln!("{name}: worst difference {worst:e}");
 }
 
 /// The Ditto fixture set (`$VASAFACEGEN_FIXTURES/ditto`); missing is a failure.
