@@ -88,7 +88,16 @@ fn ditto(c: &mut Criterion) {
         group.bench_function(format!("lmdm_window_80_frames_{steps}_steps"), |b| {
             b.iter(|| {
                 let x_t = Tensor::randn(shape, (Kind::Float, Device::Cpu));
-                sampler::sample_window(&decoder, &schedule, &plan, &previous, &cond, x_t, &noise)
+                sampler::sample_window(
+                    &decoder,
+                    &schedule,
+                    &plan,
+                    &previous,
+                    &cond,
+                    x_t,
+                    &noise,
+                    sampler::GUIDANCE,
+                )
             })
         });
     }

@@ -3,8 +3,7 @@
 //!
 //! The manifest has one section per model, each with its config and its component
 //! files: `renderers.liveportrait` (the renderer's networks) and `motion_generators.*`
-//! (room for several: `joyvasa`, and `ditto`, read and checked but not yet a motion
-//! source). Version 1 bundles (one flat component list, `liveportrait_config`,
+//! (several may sit side by side: `joyvasa`, `ditto`). Version 1 bundles (one flat component list, `liveportrait_config`,
 //! `joyvasa`) are read as well.
 //!
 //! Loaded networks are shared: every user of the same bundle on the same device (and,
@@ -32,7 +31,7 @@ pub const OLDEST_VERSION: u32 = 1;
 
 /// The motion generators this build can run, by their section name.
 pub const JOYVASA: &str = "joyvasa";
-/// Ditto's networks (read and checked; not yet a motion source of the element).
+/// Ditto's networks: `motion=ditto`.
 pub const DITTO: &str = "ditto";
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +218,10 @@ impl Bundle {
         self.manifest.motion_generators.joyvasa.is_some()
     }
 
+    pub fn has_ditto(&self) -> bool {
+        self.manifest.motion_generators.ditto.is_some()
+    }
+
     /// The file of component `name` of a section.
     fn component(
         &self,
@@ -343,6 +346,15 @@ impl Bundle {
         )
     }
 
+    /// The bundle's Ditto networks on `device`, one copy in the process while anything
+    /// uses them (float32, as JoyVASA's).
+    pub fn ditto(&self, device: Device) -> Result<Arc<Frozen<DittoNetworks>>, BundleError> {
+        DITTO_NETWORKS.get_or_load(
+            &ModelKey::new(&self.dir, device, Precision::Float32),
+            || self.load_ditto(device),
+        )
+    }
+
     /// A string naming the renderer's weights as loaded for `device` and `precision`
     /// (for caches of work done with them).
     pub fn describe(&self, device: Device, precision: Precision) -> String {
@@ -384,6 +396,7 @@ impl ModelKey {
 
 static RENDERERS: ModelCache<ModelKey, LivePortrait> = ModelCache::new();
 static GENERATORS: ModelCache<ModelKey, MotionGenerator> = ModelCache::new();
+static DITTO_NETWORKS: ModelCache<ModelKey, DittoNetworks> = ModelCache::new();
 
 /// How many times the LivePortrait networks of the bundle at `dir` were read from disk
 /// for `device` and `precision` in this process.

@@ -141,6 +141,13 @@ fn decoder() -> MotionDecoder {
     decoder
 }
 
+/// The fixture's guidance weight.
+fn guidance() -> f64 {
+    ditto_config()["diffusion"]["guidance_weight"]
+        .as_f64()
+        .expect("diffusion.guidance_weight in config.json")
+}
+
 fn int(t: &Tensor) -> i64 {
     t.int64_value(&[])
 }
@@ -191,6 +198,7 @@ fn denoiser_both_branches_guidance_and_noise() {
         &io["kp_cond"],
         &cond,
         int(&t.get(0)),
+        guidance(),
     );
     check(
         "dn_guided_x_start",
@@ -247,6 +255,7 @@ fn one_window_of_ddim_with_the_recorded_noise() {
         &cond,
         io["ddim_x_T"].shallow_clone(),
         &noise_list(&io),
+        guidance(),
     );
     check("ddim_x0", &x0, &io["ddim_x0"], 3e-5);
 }
@@ -303,6 +312,7 @@ fn two_windows_fused_smoothed_and_the_final_motion() {
             &cond,
             io[&format!("win{w}_x_T")].shallow_clone(),
             &noise,
+            guidance(),
         );
         check(
             &format!("win{w}_pred_kp_seq"),
@@ -505,4 +515,66 @@ fn offline_audio_features_come_in_chunks_of_five_frames_at_25_fps() {
         &Tensor::zeros([0], (tch::Kind::Float, Device::Cpu)),
     );
     assert_eq!(none.size(), vec![0, config.hidden_size]);
+}
+
+#[test]
+fn the_streamed_offline_windows_give_the_reference_sequence() {
+    use gstvasafacegen::models::ditto::stream::{MotionStream, StreamMode};
+    let io = lmdm_io();
+    let config = ditto_config();
+    let decoder = decoder();
+    let schedule = Schedule::cosine();
+    let steps = config["diffusion"]["sampling_timesteps"].as_u64().unwrap() as usize;
+    let plan = DdimPlan::new(&schedule, steps);
+    let overlap = config["two_window"]["overlap_v2"].as_i64().unwrap();
+    let total = config["two_window"]["num_frames"].as_i64().unwrap();
+    let noise = noise_list(&io);
+    let all = &io["aud_cond_all"];
+    // The conditions stand in for the features: the stream does not look inside rows.
+    let silence = all.narrow(0, 0, 1);
+    let mut stream = MotionStream::new(
+        StreamMode::Offline,
+        decoder.seq_len,
+        overlap,
+        &io["kp_cond"].view([-1]),
+        &silence,
+    );
+    let mut frames = Vec::new();
+    let mut w = 0;
+    // Features come in chunks of 5 frames, as the audio does.
+    for start in (0..total).step_by(5) {
+        stream.push_features(&all.narrow(0, start, (total - start).min(5)));
+        if start + 5 >= total {
+            stream.end(total);
+        }
+        while stream.window_ready() {
+            let cond = stream.window_features(&silence.get(0)).unsqueeze(0);
+            check(
+                &format!("win{w}_aud_cond"),
+                &cond,
+                &io[&format!("win{w}_aud_cond")],
+                0.0,
+            );
+            let predicted = sampler::sample_window(
+                &decoder,
+                &schedule,
+                &plan,
+                &stream.previous().shallow_clone(),
+                &cond,
+                io[&format!("win{w}_x_T")].shallow_clone(),
+                &noise,
+                guidance(),
+            );
+            stream.add_window(&predicted);
+            w += 1;
+        }
+        while (frames.len() as i64) < stream.frames_final() {
+            let r = frames.len() as i64;
+            frames.push(stream.frame(r));
+            stream.forget_before(r);
+        }
+    }
+    assert_eq!(frames.len() as i64, total);
+    let got = Tensor::stack(&frames, 0).unsqueeze(0);
+    check("final_res_kp_seq", &got, &io["final_res_kp_seq"], 3e-5);
 }

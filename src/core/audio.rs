@@ -27,6 +27,11 @@ pub struct AudioWindow<'a> {
     /// lookahead came), not for silence, and a source that keeps its own copy of the
     /// stream does not keep them.
     pub heard: usize,
+    /// No audio will follow `heard` in this stream (EOS, a new segment next, a clip in
+    /// memory): the zeros after it are the end, not audio still to come.
+    pub ended: bool,
+    /// The stream is live: the frame is due on the clock and cannot wait for audio.
+    pub live: bool,
 }
 
 impl AudioWindow<'_> {
@@ -180,6 +185,8 @@ impl SampleStore {
             frame_position: frame.start,
             rate: frame.rate,
             heard,
+            ended: false,
+            live: false,
         }
     }
 }

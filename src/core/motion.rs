@@ -136,6 +136,54 @@ pub struct KeypointMotion {
     /// Procedural eyelid closure (0 open .. 1 closed) drawn over the generated eyes,
     /// when the user asked for procedural blinks; `None` leaves the eyes as generated.
     pub blink: Option<f32>,
+    /// How `current` is applied to the portrait.
+    pub composition: Composition,
+}
+
+/// How a renderer turns [`KeypointMotion`] into driving keypoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Composition {
+    /// JoyVASA's pipeline: the change since `reference` moves the portrait's own pose
+    /// and expression (lips as generated), rescaled to the portrait's face size.
+    #[default]
+    RelativeToFirst,
+    /// `current` is the driving pose, scale, translation and expression themselves, on
+    /// the portrait's canonical keypoints (the source already mixed them with the
+    /// portrait's, as Ditto's pipeline does); `reference`, `expression_scale` and
+    /// `head_motion` are not used.
+    Driving,
+}
+
+/// What a motion source may need to know of the portrait, measured when it is
+/// prepared for the renderer (plain values: motion sources never see the renderer).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PortraitCues {
+    /// LivePortrait's motion-extractor reading of the portrait, when the renderer is
+    /// LivePortrait's.
+    pub keypoints: Option<SourceKeypoints>,
+    /// The eyes as Ditto conditions on them, measured on the face mesh in the neural
+    /// renderer's face window.
+    pub eyes: Option<EyeConditions>,
+}
+
+/// The motion extractor's reading of a face: canonical keypoints, expression, scale,
+/// translation, and the head pose as bin logits (pitch, yaw, roll).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceKeypoints {
+    pub kp: [f32; EXPRESSION_LEN],
+    pub exp: [f32; EXPRESSION_LEN],
+    pub scale: f32,
+    pub t: [f32; 3],
+    pub pose_bins: [Vec<f32>; 3],
+}
+
+/// Eye openness (lid distances over eye width, image-left eye first) and the eyeballs'
+/// offsets from the eye centres (x left, x right, y left, y right, z left, z right), in
+/// face-window units, as Ditto's `eye_info` measures them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EyeConditions {
+    pub open: [f32; 2],
+    pub ball: [f32; 6],
 }
 
 /// Where the blinks come from.
@@ -155,25 +203,137 @@ pub enum BlinkSource {
 pub struct MotionControls {
     /// Head motion scale: 0 = still .. 1 = natural .. 2 = lively.
     pub head_motion: f32,
-    /// Neural motion: classifier-free guidance scale on the audio.
+    /// Neural motion: classifier-free guidance scale on the audio (0 = the model's own:
+    /// JoyVASA 2.8, Ditto 2).
     pub cfg_scale: f32,
     /// Neural motion: diffusion sampling steps (0 = as many as the model was trained
     /// with).
     pub sampling_steps: u32,
     /// Neural motion: scale of the expression change (1 = as generated).
     pub expression_scale: f32,
+    /// The emotion the motion expresses (Ditto conditions on it).
+    pub emotion: Emotion,
+    /// Where the eyes look (Ditto).
+    pub gaze: Gaze,
+    /// Ditto: frames two windows share (0 = the bundle's, for the stream's mode).
+    pub window_overlap: u32,
 }
 
-/// JoyVASA's inference default.
+/// JoyVASA's inference default (`cfg_scale` 0 means the model's own).
 pub const DEFAULT_CFG_SCALE: f32 = 2.8;
 
 impl Default for MotionControls {
     fn default() -> Self {
         Self {
             head_motion: 1.0,
-            cfg_scale: DEFAULT_CFG_SCALE,
+            cfg_scale: 0.0,
             sampling_steps: 0,
             expression_scale: 1.0,
+            emotion: Emotion::Neutral,
+            gaze: Gaze::Camera,
+            window_overlap: 0,
+        }
+    }
+}
+
+/// The eight emotion classes, in the order Ditto's condition lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Emotion {
+    Angry,
+    Disgusted,
+    Fearful,
+    Happy,
+    #[default]
+    Neutral,
+    Sad,
+    Surprised,
+    Contempt,
+}
+
+impl Emotion {
+    pub const ALL: [Self; 8] = [
+        Self::Angry,
+        Self::Disgusted,
+        Self::Fearful,
+        Self::Happy,
+        Self::Neutral,
+        Self::Sad,
+        Self::Surprised,
+        Self::Contempt,
+    ];
+
+    /// The class's place in Ditto's condition.
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|&e| e == self).unwrap_or(4)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Angry => "angry",
+            Self::Disgusted => "disgusted",
+            Self::Fearful => "fearful",
+            Self::Happy => "happy",
+            Self::Neutral => "neutral",
+            Self::Sad => "sad",
+            Self::Surprised => "surprised",
+            Self::Contempt => "contempt",
+        }
+    }
+}
+
+/// Where the eyes look.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Gaze {
+    /// At the camera, whatever the head does.
+    #[default]
+    Camera,
+    /// Away from the camera by (x to image right, y up) degrees.
+    Degrees(f32, f32),
+}
+
+impl Gaze {
+    /// The largest offset accepted, degrees.
+    pub const MAX_DEGREES: f32 = 30.0;
+
+    /// `camera` or `x,y` in degrees (each within +-30).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("camera") {
+            return Ok(Self::Camera);
+        }
+        let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+        let numbers: Option<Vec<f32>> = (parts.len() == 2)
+            .then(|| parts.iter().map(|p| p.parse::<f32>().ok()).collect())
+            .flatten();
+        match numbers.as_deref() {
+            Some(&[x, y])
+                if x.is_finite()
+                    && y.is_finite()
+                    && x.abs() <= Self::MAX_DEGREES
+                    && y.abs() <= Self::MAX_DEGREES =>
+            {
+                Ok(Self::Degrees(x, y))
+            }
+            _ => Err(format!(
+                "gaze \"{text}\" is neither \"camera\" nor \"x,y\" in degrees (each between                  -{max} and {max}, x to the image's right, y up), e.g. gaze=\"10,-5\"",
+                max = Self::MAX_DEGREES
+            )),
+        }
+    }
+
+    /// The offset in degrees ((0, 0) at the camera).
+    pub fn degrees(self) -> (f32, f32) {
+        match self {
+            Self::Camera => (0.0, 0.0),
+            Self::Degrees(x, y) => (x, y),
+        }
+    }
+
+    /// The property's text for this gaze.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Camera => "camera".to_owned(),
+            Self::Degrees(x, y) => format!("{x},{y}"),
         }
     }
 }

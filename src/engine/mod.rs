@@ -90,6 +90,8 @@ impl EngineSpec {
 pub struct Engine {
     motion: Box<dyn MotionSource>,
     renderer: Box<dyn Renderer>,
+    /// The preparation the motion source was last told of.
+    portrait_id: Option<u64>,
 }
 
 impl Engine {
@@ -106,20 +108,29 @@ impl Engine {
                 .check_device(spec.device)
                 .map_err(Error::Settings)?;
         }
-        if spec.motion == MotionChoice::JoyVasa
-            && let Some(bundle) = &bundle
-            && !bundle.has_joyvasa()
-        {
-            return Err(Error::Settings(format!(
-                "motion=joyvasa, but the bundle {} has no JoyVASA motion generator (it holds {}): \
-                 convert one in with tools/liveportrait/convert.py --motion-generator, or use \
-                 motion=builtin or motion=auto",
-                bundle.dir().display(),
-                match bundle.motion_generator_names() {
-                    names if names.is_empty() => "none".to_owned(),
-                    names => names.join(", "),
+        if let Some(bundle) = &bundle {
+            let missing = match spec.motion {
+                MotionChoice::JoyVasa if !bundle.has_joyvasa() => {
+                    Some(("a JoyVASA motion generator", "--motion-generator"))
                 }
-            )));
+                MotionChoice::Ditto if !bundle.has_ditto() => {
+                    Some(("Ditto's networks", "--ditto-lmdm and --ditto-hubert"))
+                }
+                _ => None,
+            };
+            if let Some((what, flags)) = missing {
+                return Err(Error::Settings(format!(
+                    "motion={}, but the bundle {} has no {what} (it holds {}): convert it in \
+                     with tools/liveportrait/convert.py {flags}, or use motion=builtin or \
+                     motion=auto",
+                    spec.motion,
+                    bundle.dir().display(),
+                    match bundle.motion_generator_names() {
+                        names if names.is_empty() => "none".to_owned(),
+                        names => names.join(", "),
+                    }
+                )));
+            }
         }
         let motion = motion::create(spec.motion, bundle.as_ref(), spec.device, spec.blinks)?;
         let renderer: Box<dyn Renderer> = match &bundle {
@@ -145,7 +156,11 @@ impl Engine {
                 renderer.name()
             )));
         }
-        Ok(Self { motion, renderer })
+        Ok(Self {
+            motion,
+            renderer,
+            portrait_id: None,
+        })
     }
 
     /// The device frames are computed on.
@@ -191,7 +206,17 @@ impl Engine {
         self.renderer.source_preparer()
     }
 
-    /// The motion of one frame. Called once per frame, in order.
+    /// Tells the motion source of the portrait being drawn (what the renderer measured
+    /// of it), when it is not the one it was last told of.
+    pub fn use_portrait(&mut self, source: &PreparedSource) {
+        if self.portrait_id != Some(source.id) {
+            self.portrait_id = Some(source.id);
+            self.motion.use_portrait(&source.cues);
+        }
+    }
+
+    /// The motion of one frame. Called once per frame, in order, after
+    /// [`Engine::use_portrait`].
     pub fn motion(&mut self, audio: &AudioWindow<'_>) -> Result<Motion, Error> {
         use_cpu_threads(self.motion.device(), self.motion.cpu_threads());
         self.motion.next(audio)

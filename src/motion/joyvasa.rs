@@ -28,8 +28,8 @@ use crate::bundle::Bundle;
 use crate::core::error::read_back;
 use crate::core::random::SplitMix64;
 use crate::core::{
-    AudioWindow, BlinkSource, CpuThreads, Error, Frozen, KeypointFrame, KeypointMotion, Motion,
-    MotionControls, MotionKind, SampleStore, guarded,
+    AudioWindow, BlinkSource, Composition, CpuThreads, Error, Frozen, KeypointFrame,
+    KeypointMotion, Motion, MotionControls, MotionKind, SampleStore, guarded,
 };
 use crate::models::joyvasa::{MotionGenerator, PoseSmoother, WindowContext};
 
@@ -148,7 +148,11 @@ impl JoyVasaMotion {
             0 => generator.schedule.steps(),
             n => n as usize,
         };
-        let cfg_scale = f64::from(self.controls.cfg_scale);
+        let cfg_scale = f64::from(if self.controls.cfg_scale > 0.0 {
+            self.controls.cfg_scale
+        } else {
+            crate::core::motion::DEFAULT_CFG_SCALE
+        });
         // The noise of every step but the last, drawn in order from the seeded stream.
         let draws = generator.schedule.timesteps(steps).len().saturating_sub(1);
         let mut noises: VecDeque<Tensor> = (0..draws)
@@ -306,6 +310,7 @@ impl MotionSource for JoyVasaMotion {
             head_motion: self.controls.head_motion,
             mouth_rest,
             blink,
+            composition: Composition::RelativeToFirst,
         });
         self.forget_before(position.floor() as i64, frame_end);
         Ok(motion)

@@ -6,12 +6,15 @@
 //!   face parameters; needs no downloaded weights.
 //! - [`joyvasa`]: JoyVASA's diffusion transformer from a bundle; LivePortrait keypoint
 //!   motion.
+//! - [`ditto`]: Ditto's motion-space diffusion transformer from a bundle, offline or in
+//!   online windows, with emotion and gaze; LivePortrait keypoint motion.
 //!
 //! What several sources share (blinks, head motion, the lips' silence rule) is in
-//! [`procedural`]. A new source (Ditto, say) is one more module here, one more
-//! [`MotionChoice`] and one arm in [`create`].
+//! [`procedural`]. A new source is one more module here, one more [`MotionChoice`] and
+//! one arm in [`create`].
 
 pub mod builtin;
+pub mod ditto;
 pub mod joyvasa;
 pub mod procedural;
 
@@ -21,7 +24,7 @@ use tch::Device;
 
 use crate::bundle::Bundle;
 use crate::core::{
-    AudioWindow, BlinkSource, CpuThreads, Error, Motion, MotionControls, MotionKind,
+    AudioWindow, BlinkSource, CpuThreads, Error, Motion, MotionControls, MotionKind, PortraitCues,
 };
 
 /// Turns audio into motion, frame by frame. Owned by one thread at a time (the element's
@@ -59,6 +62,11 @@ pub trait MotionSource: Send {
     /// Sources that keep no audio of their own need do nothing.
     fn interrupt(&mut self, _at: u64) {}
 
+    /// The portrait being drawn, as the renderer measured it (called before the first
+    /// frame and whenever the portrait changes). Sources that condition on the portrait
+    /// (Ditto) keep what they need; the others need do nothing.
+    fn use_portrait(&mut self, _cues: &PortraitCues) {}
+
     /// New live controls; sources ease into them rather than jump.
     fn set_controls(&mut self, controls: &MotionControls);
 
@@ -69,11 +77,13 @@ pub trait MotionSource: Send {
 /// The `motion` property: which source makes the motion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum MotionChoice {
-    /// The bundle's motion generator if it has one, else the builtin motion.
+    /// The bundle's motion generator if it has one (JoyVASA before Ditto), else the
+    /// builtin motion.
     #[default]
     Auto,
     Builtin,
     JoyVasa,
+    Ditto,
 }
 
 impl MotionChoice {
@@ -82,6 +92,7 @@ impl MotionChoice {
             Self::Auto => "auto",
             Self::Builtin => "builtin",
             Self::JoyVasa => "joyvasa",
+            Self::Ditto => "ditto",
         }
     }
 }
@@ -102,6 +113,7 @@ pub fn create(
 ) -> Result<Box<dyn MotionSource>, Error> {
     let choice = match (choice, bundle) {
         (MotionChoice::Auto, Some(bundle)) if bundle.has_joyvasa() => MotionChoice::JoyVasa,
+        (MotionChoice::Auto, Some(bundle)) if bundle.has_ditto() => MotionChoice::Ditto,
         (MotionChoice::Auto, _) => MotionChoice::Builtin,
         (chosen, _) => chosen,
     };
@@ -123,6 +135,15 @@ pub fn create(
             Ok(Box::new(joyvasa::JoyVasaMotion::new(
                 bundle, device, blinks,
             )?))
+        }
+        MotionChoice::Ditto => {
+            let bundle = bundle.ok_or_else(|| {
+                Error::Settings(
+                    "motion=ditto needs Ditto's networks from a model bundle, but model=builtin                      has none: set model to the directory of a bundle converted with                      tools/liveportrait/convert.py --ditto-lmdm and --ditto-hubert (Ditto's                      keypoint motion is drawn by that bundle's LivePortrait renderer), or use                      motion=builtin"
+                        .into(),
+                )
+            })?;
+            Ok(Box::new(ditto::DittoMotion::new(bundle, device, blinks)?))
         }
     }
 }

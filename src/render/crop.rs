@@ -105,6 +105,17 @@ impl CropWindow {
         )
     }
 
+    /// Window coordinates `(u, v)` of source coordinates (the inverse of
+    /// [`CropWindow::to_source`]).
+    pub fn to_window(&self, x: f64, y: f64) -> (f64, f64) {
+        let (sin, cos) = self.angle.sin_cos();
+        let (dx, dy) = (x - self.centre_x, y - self.centre_y);
+        (
+            (cos * dx + sin * dy) * 2.0 / self.side,
+            (-sin * dx + cos * dy) * 2.0 / self.side,
+        )
+    }
+
     /// The inter-ocular distance in window units (the window is 2 wide).
     pub fn iod_in_window(&self) -> f64 {
         2.0 * self.iod / self.side

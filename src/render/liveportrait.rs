@@ -20,9 +20,11 @@ use super::crop::{CropWindow, PasteBack};
 use super::{PerSourceAndSize, PreparedSource, Renderer, SourceHints, SourcePreparer, fit};
 use crate::bundle::Bundle;
 use crate::core::error::read_back;
+use crate::core::motion::EXPRESSION_LEN;
 use crate::core::{
-    CpuThreads, Error, FaceMotion, FrameSize, Frozen, KeypointFrame, KeypointMotion, Motion,
-    MotionKind, Precision, TensorContext, guarded,
+    Composition, CpuThreads, Error, EyeConditions, FaceMotion, FrameSize, Frozen, KeypointFrame,
+    KeypointMotion, Motion, MotionKind, PortraitCues, Precision, SourceKeypoints, TensorContext,
+    guarded,
 };
 use crate::models::liveportrait::stitching::{rotation, transform_keypoints};
 use crate::models::liveportrait::{KeypointInfo, LivePortrait};
@@ -103,6 +105,56 @@ fn motion_multiplier(x_s: &Tensor, x_first: &Tensor) -> Result<f32, Error> {
     Ok(multiplier)
 }
 
+/// The motion extractor's reading of the portrait as plain values, for motion sources.
+fn source_keypoints(info: &KeypointInfo) -> Result<SourceKeypoints, Error> {
+    let values = |t: &Tensor, what: &str| read_back(t, what, t.numel());
+    let array = |t: &Tensor, what: &str| -> Result<[f32; EXPRESSION_LEN], Error> {
+        values(t, what)?.try_into().map_err(|v: Vec<f32>| {
+            Error::compute(
+                "reading the portrait's keypoints",
+                format!("{what} has {} values, not {EXPRESSION_LEN}", v.len()),
+            )
+        })
+    };
+    let t = values(&info.t, "the portrait's translation")?;
+    let scale = values(&info.scale, "the portrait's scale")?;
+    let (Ok(t), Some(&scale)) = (<[f32; 3]>::try_from(t), scale.first()) else {
+        return Err(Error::compute(
+            "reading the portrait's keypoints",
+            "the translation is not 3 values or the scale is missing",
+        ));
+    };
+    Ok(SourceKeypoints {
+        kp: array(&info.kp, "the canonical keypoints")?,
+        exp: array(&info.exp, "the expression")?,
+        scale,
+        t,
+        pose_bins: [
+            values(&info.pose_bins[0], "the pitch bins")?,
+            values(&info.pose_bins[1], "the yaw bins")?,
+            values(&info.pose_bins[2], "the roll bins")?,
+        ],
+    })
+}
+
+/// Ditto's eye conditions of the mesh `points` (portrait pixels), measured in the face
+/// window as Ditto measures them in its crop: x and y across the window in 0..1, depth
+/// on the same scale.
+fn eye_conditions(points: &[[f32; 3]], window: &CropWindow) -> Option<EyeConditions> {
+    let in_window: Vec<[f32; 3]> = points
+        .iter()
+        .map(|p| {
+            let (u, v) = window.to_window(f64::from(p[0]), f64::from(p[1]));
+            [
+                ((u + 1.0) / 2.0) as f32,
+                ((v + 1.0) / 2.0) as f32,
+                (f64::from(p[2]) / window.side) as f32,
+            ]
+        })
+        .collect();
+    crate::models::ditto::eyes::eye_conditions(&in_window)
+}
+
 type SharedModel = Arc<Frozen<LivePortrait>>;
 
 /// What preparation computes for one portrait, kept in [`PreparedSource::extra`].
@@ -147,8 +199,13 @@ impl SourcePreparer for LivePortraitPreparer {
             x_s,
             lip_ratio,
         };
+        let cues = PortraitCues {
+            keypoints: Some(source_keypoints(&neural.info)?),
+            eyes: eye_conditions(&face.mesh.points, &neural.window),
+        };
         let mut prepared = PreparedSource::new(portrait, face);
         prepared.extra = Some(Box::new(Frozen::new(neural)));
+        prepared.cues = cues;
         Ok(prepared)
     }
 }
@@ -247,6 +304,10 @@ impl LivePortraitRenderer {
         source: &NeuralSource,
         source_id: u64,
     ) -> Result<Tensor, Error> {
+        if k.composition == Composition::Driving {
+            let x_d = self.driving_keypoints(&k.current, source);
+            return Ok(self.after_stitching(k, source, x_d));
+        }
         let info = &source.info;
         let device = self.device;
         let (current, first) = (&k.current, &k.reference);
@@ -306,8 +367,29 @@ impl LivePortraitRenderer {
             }
         };
         let relative = (x_d - &x_first) * f64::from(multiplier) + x_s;
+        Ok(self.after_stitching(k, source, relative))
+    }
+
+    /// Keypoint motion given as the driving pose and expression themselves (Ditto's):
+    /// the portrait's canonical keypoints posed by them (translation in x and y only).
+    fn driving_keypoints(&self, frame: &KeypointFrame, source: &NeuralSource) -> Tensor {
+        let device = self.device;
+        let value = |v: f32| Tensor::from_slice(&[v]).to_device(device).view([1, 1]);
+        let rotation = rotation(&value(frame.pitch), &value(frame.yaw), &value(frame.roll));
+        let exp = Tensor::from_slice(&frame.exp)
+            .to_device(device)
+            .view([1, -1, 3]);
+        let t = Tensor::from_slice(&frame.t).to_device(device).view([1, 3]);
+        let kp = source.info.kp.to_kind(Kind::Float);
+        transform_keypoints(&kp, &rotation, &exp, &value(frame.scale), &t)
+    }
+
+    /// Stitches driving keypoints `x_d` to the portrait, then closes a portrait's parted
+    /// lips in silence and draws procedural blinks, when asked.
+    fn after_stitching(&self, k: &KeypointMotion, source: &NeuralSource, x_d: Tensor) -> Tensor {
+        let x_s = &source.x_s;
         let stitching = &self.model.stitching;
-        let mut stitched = stitching.stitch(x_s, &relative);
+        let mut stitched = stitching.stitch(x_s, &x_d.to_kind(x_s.kind()));
         if k.mouth_rest > 0.0 && source.lip_ratio >= LIP_NORMALIZE_THRESHOLD {
             // A portrait photographed with parted lips: close them in silence.
             let closing = stitching.retarget_lip(x_s, &self.ratios(&[source.lip_ratio, 0.0]));
@@ -325,7 +407,7 @@ impl LivePortraitRenderer {
             stitched = stitched + stitching.retarget_eye(x_s, &self.ratios(&closing))
                 - stitching.retarget_eye(x_s, &self.ratios(&open));
         }
-        Ok(stitched)
+        stitched
     }
 
     fn ratios(&self, values: &[f32]) -> Tensor {

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tch::{Device, Tensor};
 
-use crate::core::{CpuThreads, Error, FrameSize, Motion, MotionKind, lock};
+use crate::core::{CpuThreads, Error, FrameSize, Motion, MotionKind, PortraitCues, lock};
 use crate::face::{FaceAnalysis, FaceBox};
 use crate::portrait::Portrait;
 use crate::render::crop::CropSettings;
@@ -72,6 +72,8 @@ pub struct PreparedSource {
     /// What a renderer computed beyond the face analysis (a neural renderer's feature
     /// volume and keypoints), for that renderer's `render` to downcast.
     pub extra: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// What motion sources may condition on (the engine hands it to them).
+    pub cues: PortraitCues,
 }
 
 impl std::fmt::Debug for PreparedSource {
@@ -93,6 +95,7 @@ impl PreparedSource {
             portrait,
             face,
             extra: None,
+            cues: PortraitCues::default(),
         }
     }
 }

@@ -13,7 +13,7 @@
 use gst::glib;
 use gst::prelude::*;
 
-use crate::core::{BlinkSource, Precision};
+use crate::core::{BlinkSource, Emotion, Precision};
 use crate::motion::MotionChoice;
 
 mod imp;
@@ -64,6 +64,11 @@ pub enum MotionProperty {
         nick = "joyvasa"
     )]
     JoyVasa,
+    #[enum_value(
+        name = "Ditto: the model bundle's motion-space diffusion, with emotion and gaze",
+        nick = "ditto"
+    )]
+    Ditto,
 }
 
 impl From<MotionProperty> for MotionChoice {
@@ -72,6 +77,45 @@ impl From<MotionProperty> for MotionChoice {
             MotionProperty::Auto => Self::Auto,
             MotionProperty::Builtin => Self::Builtin,
             MotionProperty::JoyVasa => Self::JoyVasa,
+            MotionProperty::Ditto => Self::Ditto,
+        }
+    }
+}
+
+/// The `emotion` property: the eight classes Ditto conditions on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstVasaFaceGenEmotion")]
+pub enum EmotionProperty {
+    #[default]
+    #[enum_value(name = "Neutral", nick = "neutral")]
+    Neutral,
+    #[enum_value(name = "Happy", nick = "happy")]
+    Happy,
+    #[enum_value(name = "Sad", nick = "sad")]
+    Sad,
+    #[enum_value(name = "Angry", nick = "angry")]
+    Angry,
+    #[enum_value(name = "Surprised", nick = "surprised")]
+    Surprised,
+    #[enum_value(name = "Disgusted", nick = "disgusted")]
+    Disgusted,
+    #[enum_value(name = "Fearful", nick = "fearful")]
+    Fearful,
+    #[enum_value(name = "Contempt", nick = "contempt")]
+    Contempt,
+}
+
+impl From<EmotionProperty> for Emotion {
+    fn from(value: EmotionProperty) -> Self {
+        match value {
+            EmotionProperty::Neutral => Self::Neutral,
+            EmotionProperty::Happy => Self::Happy,
+            EmotionProperty::Sad => Self::Sad,
+            EmotionProperty::Angry => Self::Angry,
+            EmotionProperty::Surprised => Self::Surprised,
+            EmotionProperty::Disgusted => Self::Disgusted,
+            EmotionProperty::Fearful => Self::Fearful,
+            EmotionProperty::Contempt => Self::Contempt,
         }
     }
 }

@@ -7,9 +7,9 @@ use std::sync::LazyLock;
 use gst::glib;
 use gst::prelude::*;
 
-use super::{BlinksProperty, MotionProperty, PaceProperty, PrecisionProperty};
+use super::{BlinksProperty, EmotionProperty, MotionProperty, PaceProperty, PrecisionProperty};
 use crate::core::device::DeviceError;
-use crate::core::{DeviceRequest, MotionControls, SAMPLE_RATE};
+use crate::core::{DeviceRequest, Gaze, MotionControls, SAMPLE_RATE};
 use crate::face::{FaceBox, FaceError};
 use crate::render::SourceHints;
 use crate::render::crop::{CropSettings, DEFAULT_CROP_OFFSET_Y, DEFAULT_CROP_SCALE};
@@ -51,6 +51,11 @@ pub struct Settings {
     pub cfg_scale: f64,
     pub sampling_steps: u32,
     pub expression_scale: f64,
+    pub emotion: EmotionProperty,
+    /// `gaze` as written, and what it says (the last valid value stays in force).
+    pub gaze_text: String,
+    pub gaze: Gaze,
+    pub window_overlap: u32,
 }
 
 impl Default for Settings {
@@ -71,9 +76,13 @@ impl Default for Settings {
             head_motion: DEFAULT_HEAD_MOTION,
             crop_scale: f64::from(DEFAULT_CROP_SCALE),
             crop_offset_y: f64::from(DEFAULT_CROP_OFFSET_Y),
-            cfg_scale: f64::from(crate::core::motion::DEFAULT_CFG_SCALE),
+            cfg_scale: 0.0,
             sampling_steps: 0,
             expression_scale: 1.0,
+            emotion: EmotionProperty::default(),
+            gaze_text: "camera".to_owned(),
+            gaze: Gaze::Camera,
+            window_overlap: 0,
         }
     }
 }
@@ -127,6 +136,9 @@ impl Settings {
             cfg_scale: self.cfg_scale as f32,
             sampling_steps: self.sampling_steps,
             expression_scale: self.expression_scale as f32,
+            emotion: self.emotion.into(),
+            gaze: self.gaze,
+            window_overlap: self.window_overlap,
         }
     }
 
@@ -210,6 +222,28 @@ impl Settings {
                 self.expression_scale = get_f64();
                 (Changed::Value, None)
             }
+            "emotion" => {
+                self.emotion = value.get().expect("type checked upstream");
+                (Changed::Value, None)
+            }
+            "gaze" => {
+                let text = string_or(value, "camera");
+                match Gaze::parse(&text) {
+                    Ok(gaze) => {
+                        self.gaze = gaze;
+                        self.gaze_text = text;
+                        (Changed::Value, None)
+                    }
+                    Err(why) => (
+                        Changed::Value,
+                        Some(format!("{why}; keeping gaze=\"{}\"", self.gaze_text)),
+                    ),
+                }
+            }
+            "window-overlap" => {
+                self.window_overlap = value.get().expect("type checked upstream");
+                (Changed::Value, None)
+            }
             "latency" => {
                 let latency_ms: u32 = value.get().expect("type checked upstream");
                 let changed = std::mem::replace(&mut self.latency_ms, latency_ms) != latency_ms;
@@ -247,6 +281,9 @@ impl Settings {
             "cfg-scale" => self.cfg_scale.to_value(),
             "sampling-steps" => self.sampling_steps.to_value(),
             "expression-scale" => self.expression_scale.to_value(),
+            "emotion" => self.emotion.to_value(),
+            "gaze" => self.gaze_text.to_value(),
+            "window-overlap" => self.window_overlap.to_value(),
             "crop-scale" => self.crop_scale.to_value(),
             "crop-offset-y" => self.crop_offset_y.to_value(),
             _ => return None,
@@ -399,21 +436,22 @@ pub fn properties() -> &'static [glib::ParamSpec] {
             glib::ParamSpecDouble::builder("cfg-scale")
                 .nick("Audio guidance scale")
                 .blurb(
-                    "Neural motion (JoyVASA): classifier-free guidance on the audio; \
-                     higher follows the speech more strongly, 1 = unguided. Applies from \
-                     the next window of motion",
+                    "Neural motion (JoyVASA, Ditto): classifier-free guidance on the audio; \
+                     higher follows the speech more strongly, 1 = unguided, 0 = the model's \
+                     own (JoyVASA 2.8, Ditto 2). Applies from the next window of motion",
                 )
                 .minimum(0.0)
                 .maximum(MAX_CFG_SCALE)
-                .default_value(f64::from(crate::core::motion::DEFAULT_CFG_SCALE))
+                .default_value(0.0)
                 .mutable_playing()
                 .build(),
             glib::ParamSpecUInt::builder("sampling-steps")
                 .nick("Diffusion sampling steps")
                 .blurb(
-                    "Neural motion (JoyVASA): denoising steps per window; 0 = as many as \
-                     the model was trained with (best), fewer are faster (e.g. 10 on a \
-                     CPU). Applies from the next window",
+                    "Neural motion (JoyVASA, Ditto): denoising steps per window; 0 = the \
+                     model's own (JoyVASA: as many as it was trained with; Ditto: the \
+                     bundle's, 50 offline and 10 live), fewer are faster. Applies from the \
+                     next window",
                 )
                 .maximum(MAX_SAMPLING_STEPS)
                 .default_value(0)
@@ -429,6 +467,37 @@ pub fn properties() -> &'static [glib::ParamSpec] {
                 .minimum(0.0)
                 .maximum(MAX_EXPRESSION_SCALE)
                 .default_value(1.0)
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecEnum::builder::<EmotionProperty>("emotion")
+                .nick("Emotion")
+                .blurb(
+                    "The emotion the face shows while speaking (Ditto: its emotion \
+                     condition, one of the eight classes it was trained on). Applies from \
+                     the next window of motion",
+                )
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecString::builder("gaze")
+                .nick("Gaze")
+                .blurb(
+                    "Where the eyes look: \"camera\" (they stay on the camera as the head \
+                     moves) or \"x,y\", degrees away from it (x to the image's right, y up, \
+                     each within 30). Ditto: eye conditions and the gaze fix",
+                )
+                .default_value(Some("camera"))
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecUInt::builder("window-overlap")
+                .nick("Window overlap")
+                .blurb(
+                    "Ditto: frames two windows of motion share; 0 = the bundle's (10 when \
+                     not live, 70 live: each window adds 80 - overlap frames, so less overlap \
+                     is less work per frame but a longer wait for audio). Taken when a \
+                     stream starts",
+                )
+                .maximum(79)
+                .default_value(0)
                 .mutable_playing()
                 .build(),
             glib::ParamSpecUInt64::builder("frames-produced")

@@ -504,17 +504,25 @@ impl VasaFaceGen {
         lookahead: u64,
         controls: &MotionControls,
     ) -> Result<Motion, gst::FlowError> {
+        let ended = state.draining.is_some();
+        let live = state.live == Some(true);
         let TaskState {
             engine,
             timeline,
             window,
+            source,
             ..
         } = state;
         let Some(engine) = engine.as_mut() else {
             gst::element_imp_error!(self, gst::CoreError::StateChange, ("No engine"));
             return Err(gst::FlowError::Error);
         };
-        let audio = timeline.window(slot, engine.history_samples(), lookahead as usize, window);
+        if let Some(source) = source {
+            engine.use_portrait(source);
+        }
+        let mut audio = timeline.window(slot, engine.history_samples(), lookahead as usize, window);
+        audio.ended = ended;
+        audio.live = live;
         engine.set_controls(controls);
         engine
             .motion(&audio)

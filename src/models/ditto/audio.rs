@@ -27,6 +27,26 @@ fn frame_offset(i: usize) -> usize {
     (i as f64 * 0.04 * SAMPLE_RATE as f64) as usize
 }
 
+/// Frames each chunk gives; chunks start this many frames apart.
+pub const FRAMES_PER_CHUNK: i64 = CHUNK_FRAMES.1 as i64;
+/// Zeros before the audio, offline (`wav2feat`) and online (`inference.py`'s three
+/// frames of context).
+pub const OFFLINE_FRONT: i64 = 2000;
+pub const ONLINE_FRONT: i64 = (CHUNK_FRAMES.0 * 640) as i64;
+
+/// The first sample (counted in the audio itself, so negative in the zeros in front) of
+/// chunk `index` when `front` zeros come before the audio.
+pub fn chunk_start(index: i64, front: i64) -> i64 {
+    frame_offset(index as usize * CHUNK_FRAMES.1) as i64 - front
+}
+
+/// The features of one chunk of audio `(1, chunk_samples())`: `(5, hidden)`.
+pub fn encode_chunk(hubert: &Hubert, chunk: &Tensor) -> Tensor {
+    let _no_grad = tch::no_grad_guard();
+    let encoded = hubert.last_hidden_state(&hubert.conv_features(chunk));
+    chunk_features(&encoded.squeeze_dim(0))
+}
+
 /// The 5 features of one chunk `(5, hidden)` from its encoder output `(frames, hidden)`.
 pub fn chunk_features(encoded: &Tensor) -> Tensor {
     let (_, b, c) = CHUNK_FRAMES;
@@ -47,6 +67,7 @@ pub fn offline_features(hubert: &Hubert, audio: &Tensor) -> Tensor {
     let (_, b, c) = CHUNK_FRAMES;
     let chunk = chunk_samples();
     let front = chunk - frame_offset(b + c);
+    debug_assert_eq!(front as i64, OFFLINE_FRONT);
     let padded = Tensor::cat(
         &[
             Tensor::zeros([front as i64], (Kind::Float, audio.device())),
@@ -61,8 +82,7 @@ pub fn offline_features(hubert: &Hubert, audio: &Tensor) -> Tensor {
         let window = padded
             .narrow(0, frame_offset(i) as i64, chunk as i64)
             .unsqueeze(0);
-        let encoded = hubert.last_hidden_state(&hubert.conv_features(&window));
-        parts.push(chunk_features(&encoded.squeeze_dim(0)));
+        parts.push(encode_chunk(hubert, &window));
         i += b;
     }
     if parts.is_empty() {

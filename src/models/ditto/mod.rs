@@ -1,11 +1,16 @@
 //! Ditto (antgroup/ditto-talkinghead, Apache-2.0): streaming motion by diffusion in
-//! LivePortrait's motion space. So far: the LMDM denoiser (`lmdm`), its DDIM sampler
-//! and window joining (`sampler`), the per-frame conditions (below) and the audio
-//! features (`audio`: HuBERT-large, `models::hubert`, over Ditto's chunks).
+//! LivePortrait's motion space: the LMDM denoiser (`lmdm`), its DDIM sampler and
+//! window joining (`sampler`), windows generated as features arrive, offline or online
+//! (`stream`), the per-frame conditions (below, and `eyes` from the face mesh), the
+//! audio features (`audio`: HuBERT-large, `models::hubert`, over Ditto's chunks), and
+//! generated motion turned into a driving pose and expression (`drive`).
 
 pub mod audio;
+pub mod drive;
+pub mod eyes;
 pub mod lmdm;
 pub mod sampler;
+pub mod stream;
 
 use tch::Tensor;
 
@@ -20,6 +25,10 @@ pub const EMOTIONS: [&str; 8] = [
     "surprised",
     "contempt",
 ];
+
+/// Condition values per frame besides the audio: emotion 8, eye openness 2, eyeballs 6,
+/// the portrait's canonical keypoints 63.
+pub const CONDITION_EXTRA: i64 = 8 + 2 + 6 + 63;
 
 /// The emotion condition: softmax of a one-hot times 8 (Ditto's ConditionHandler).
 pub fn emotion_condition(class: usize) -> Tensor {
@@ -92,15 +101,56 @@ pub struct DittoConfig {
     pub heads: i64,
     /// Sampling steps by default (the release's offline cfg: 50).
     pub sampling_steps: usize,
-    /// Frames two windows share (the release's offline cfg: 10).
+    /// Frames two windows share offline (the release's offline cfg: 10).
     pub overlap: i64,
+    /// Frames two windows share online, when the stream is live (the maintainers
+    /// suggest 70-75: 80 - overlap new frames per window, so a short wait for audio).
+    #[serde(default = "default_online_overlap")]
+    pub online_overlap: i64,
+    /// Sampling steps by default when live (the online cfg's 10).
+    #[serde(default = "default_online_sampling_steps")]
+    pub online_sampling_steps: usize,
+    /// The cfg's per-value range of generated motion (`v_min_max_for_clip`: lows, highs),
+    /// when the bundle was converted with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<(Vec<f32>, Vec<f32>)>,
     /// The audio encoder's sizes (hubert-large-ls960-ft).
     pub hubert: HubertConfig,
+}
+
+fn default_online_overlap() -> i64 {
+    70
+}
+
+fn default_online_sampling_steps() -> usize {
+    10
 }
 
 impl DittoConfig {
     /// Why the config cannot work, if it cannot.
     pub fn problem(&self) -> Option<String> {
+        if !(1..=sampler::TRAINING_STEPS).contains(&self.online_sampling_steps) {
+            return Some(format!(
+                "online_sampling_steps is {}, not in 1..={}",
+                self.online_sampling_steps,
+                sampler::TRAINING_STEPS
+            ));
+        }
+        if self.online_overlap < 0 {
+            return Some(format!(
+                "online_overlap is {}, negative",
+                self.online_overlap
+            ));
+        }
+        if let Some((low, high)) = &self.clip
+            && low.len() != high.len()
+        {
+            return Some(format!(
+                "clip has {} lows and {} highs",
+                low.len(),
+                high.len()
+            ));
+        }
         if self.heads <= 0 {
             return Some(format!("heads is {}, not a positive count", self.heads));
         }
@@ -134,6 +184,34 @@ impl DittoNetworks {
     ) -> Result<Self, WeightsError> {
         let hubert = Hubert::new(hubert_weights, &config.hubert, "")?;
         let decoder = lmdm::MotionDecoder::new(lmdm_weights, config.heads)?;
+        let clip_len = config.clip.as_ref().map_or(0, |(low, _)| low.len() as i64);
+        let expected_cond = hubert.hidden_size() + CONDITION_EXTRA;
+        let problem = if config.overlap.max(config.online_overlap) >= decoder.seq_len {
+            Some(format!(
+                "windows of {} frames cannot overlap by {} (offline) or {} (online)",
+                decoder.seq_len, config.overlap, config.online_overlap
+            ))
+        } else if decoder.cond_dim != expected_cond {
+            Some(format!(
+                "the denoiser takes {} condition values per frame, but the audio encoder gives                  {} and the emotion, eye and keypoint conditions {CONDITION_EXTRA} (these                  weights do not belong together)",
+                decoder.cond_dim,
+                hubert.hidden_size()
+            ))
+        } else if clip_len != 0 && clip_len != decoder.motion_dim {
+            Some(format!(
+                "the clip range has {clip_len} values, the motion {}",
+                decoder.motion_dim
+            ))
+        } else {
+            None
+        };
+        if let Some(detail) = problem {
+            return Err(WeightsError::Invalid {
+                file: lmdm_weights.file().to_path_buf(),
+                key: "cond_projection.weight".to_owned(),
+                detail,
+            });
+        }
         if config.overlap >= decoder.seq_len {
             return Err(WeightsError::Invalid {
                 file: lmdm_weights.file().to_path_buf(),

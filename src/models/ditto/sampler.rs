@@ -129,7 +129,8 @@ impl DdimPlan {
     }
 }
 
-/// One guided prediction: (predicted noise, predicted clean motion).
+/// One prediction guided by `guidance` (the reference: [`GUIDANCE`]): (predicted noise,
+/// predicted clean motion).
 pub fn predict(
     decoder: &MotionDecoder,
     schedule: &Schedule,
@@ -137,15 +138,17 @@ pub fn predict(
     previous: &Tensor,
     cond: &Tensor,
     time: i64,
+    guidance: f64,
 ) -> (Tensor, Tensor) {
     let times = Tensor::from_slice(&[time]).to_device(x.device());
-    let x_start = decoder.guided(x, previous, cond, &times, GUIDANCE);
+    let x_start = decoder.guided(x, previous, cond, &times, guidance);
     let noise = schedule.noise_from_start(x, time as usize, &x_start);
     (noise, x_start)
 }
 
 /// One window: DDIM from `x_t` (`(1, frames, motion)` noise) through `plan`, with the
-/// run's per-step `noise`.
+/// run's per-step `noise`, guided by `guidance`.
+#[allow(clippy::too_many_arguments)]
 pub fn sample_window(
     decoder: &MotionDecoder,
     schedule: &Schedule,
@@ -154,12 +157,13 @@ pub fn sample_window(
     cond: &Tensor,
     x_t: Tensor,
     noise: &[Tensor],
+    guidance: f64,
 ) -> Tensor {
     let _no_grad = tch::no_grad_guard();
     let mut x = x_t;
     let mut i = 0;
     for &(time, next) in &plan.pairs {
-        let (pred_noise, x_start) = predict(decoder, schedule, &x, previous, cond, time);
+        let (pred_noise, x_start) = predict(decoder, schedule, &x, previous, cond, time, guidance);
         if next < 0 {
             x = x_start;
             continue;

@@ -51,6 +51,9 @@ pub struct KeypointInfo {
     pub exp: Tensor,
     pub scale: Tensor,
     pub kp: Tensor,
+    /// The pose as the extractor's bin logits `(B, bins)`: pitch, yaw, roll (Ditto's
+    /// motion space mixes poses there).
+    pub pose_bins: [Tensor; 3],
 }
 
 impl KeypointInfo {
@@ -117,6 +120,11 @@ impl LivePortrait {
         let heads = self.motion.forward(image);
         let batch = heads.kp.size()[0];
         KeypointInfo {
+            pose_bins: [
+                heads.pitch.shallow_clone(),
+                heads.yaw.shallow_clone(),
+                heads.roll.shallow_clone(),
+            ],
             pitch: stitching::bins_to_degrees(&heads.pitch),
             yaw: stitching::bins_to_degrees(&heads.yaw),
             roll: stitching::bins_to_degrees(&heads.roll),
