@@ -341,21 +341,8 @@ fn two_windows_fused_smoothed_and_the_final_motion() {
 
 use gstvasafacegen::bundle::Bundle;
 
-/// The LivePortrait fixture checkpoints plus the Ditto fixture's LMDM and HuBERT,
-/// converted into one bundle (with `heads` as given).
 fn ditto_bundle(dir: &std::path::Path, heads: &str) -> std::path::PathBuf {
-    let fixtures = common::ditto_fixtures();
-    let out = dir.join("bundle");
-    let extra: Vec<std::ffi::OsString> = vec![
-        "--ditto-lmdm".into(),
-        fixtures.join("lmdm.pth").into(),
-        "--ditto-hubert".into(),
-        fixtures.join("hubert").into(),
-        "--ditto-heads".into(),
-        heads.into(),
-    ];
-    common::convert_fixtures(&out, &extra);
-    out
+    common::ditto_bundle_in(dir, heads)
 }
 
 #[test]
@@ -369,8 +356,7 @@ fn converted_bundle_loads_ditto_and_denoises_as_the_reference() {
             .motion_generator_names()
             .contains(&"ditto".to_owned())
     );
-    // Not a motion source yet: `auto` still means the builtin motion for this bundle.
-    assert!(!bundle.has_joyvasa());
+    assert!(bundle.has_ditto() && !bundle.has_joyvasa());
     let networks = bundle.load_ditto(Device::Cpu).unwrap();
     let io = lmdm_io();
     let cond = io["aud_cond_all"]

@@ -693,3 +693,40 @@ fn a_synced_sink_gets_frames_from_playing_on_before_the_first_audio() {
         .count();
     assert_eq!(late, 0, "frames shown late");
 }
+
+#[test]
+fn ditto_motion_follows_the_clock_with_the_latency_of_its_windows() {
+    // The fixture bundle (reduced networks, random weights): only the timing is judged.
+    let bundle = common::ditto_bundle();
+    let mut run = LiveRun::new(&[
+        ("model", bundle.to_str().unwrap()),
+        ("motion", "ditto"),
+        ("sampling-steps", "2"),
+    ]);
+    // Live windows overlap by the bundle's online overlap (70 of 80 by default): a frame
+    // waits for the features of 2 x (80 - 70) frames after it and HuBERT's 85 ms.
+    let config = common::ditto_fixture_config();
+    let frames = config["motion_decoder_params"]["seq_len"].as_u64().unwrap();
+    let window_rule_ns = (2 * (frames - 70) * 640 + 1360) * 1_000_000_000 / RATE;
+    let latency = run.latency();
+    assert!(
+        latency >= window_rule_ns + 2 * PERIOD_MS * MS,
+        "latency {} ms for a window rule of {} ms",
+        latency / MS,
+        window_rule_ns / MS
+    );
+    // (About a second a frame with the fixture renderer here: a short run.)
+    let speech = speech_clip(0.0, 0.8);
+    run.play_until(spoken(&speech, 100 * MS), 1_600 * MS);
+    let frames = run.frames();
+    assert_on_time_from_zero(&frames, run.latency());
+    // Frames due by 1.6 s: those before 1.6 s - the latency.
+    let due = (1_600 * MS).saturating_sub(latency) / (PERIOD_MS * MS);
+    assert!(
+        frames.len() as u64 >= due,
+        "{} frames, {due} due",
+        frames.len()
+    );
+    assert!(frames.iter().all(|f| f.lips_at_rest.is_some()));
+    assert!(frames.iter().all(|f| !f.repeated));
+}

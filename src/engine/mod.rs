@@ -111,10 +111,10 @@ impl Engine {
         if let Some(bundle) = &bundle {
             let missing = match spec.motion {
                 MotionChoice::JoyVasa if !bundle.has_joyvasa() => {
-                    Some(("a JoyVASA motion generator", "--motion-generator"))
+                    Some(("JoyVASA motion generator", "--motion-generator"))
                 }
                 MotionChoice::Ditto if !bundle.has_ditto() => {
-                    Some(("Ditto's networks", "--ditto-lmdm and --ditto-hubert"))
+                    Some(("Ditto networks", "--ditto-lmdm and --ditto-hubert"))
                 }
                 _ => None,
             };

@@ -355,6 +355,10 @@ impl VasaFaceGen {
         self.engine_progress(gst::ProgressType::Complete, "Animation engine ready");
         *lock(&self.preparer) = Some(engine.source_preparer());
         *lock(&self.active_device) = Some(device_name(device));
+        self.engine_lookahead_known(
+            engine.lookahead_samples(0, true),
+            engine.lookahead_samples(0, false),
+        );
         self.task.with(|task| task.engine = Some(engine));
         Ok(())
     }

@@ -102,6 +102,9 @@ pub struct LatencyState {
     /// The lookahead a motion source takes beyond `latency`, in samples; `u64::MAX`
     /// while the lookahead is `latency`.
     engine_lookahead: AtomicU64,
+    /// The least lookahead the engine's motion source takes whatever `latency` says,
+    /// live and not, in samples (known once the engine is built, before any frame).
+    least_lookahead: [AtomicU64; 2],
     /// The generation time last included in a latency answer, in ns.
     reported_generation_ns: AtomicU64,
     /// The negotiated frame rate.
@@ -112,6 +115,7 @@ impl Default for LatencyState {
     fn default() -> Self {
         Self {
             engine_lookahead: AtomicU64::new(u64::MAX),
+            least_lookahead: [AtomicU64::new(0), AtomicU64::new(0)],
             reported_generation_ns: AtomicU64::new(0),
             frame_rate: Mutex::new(None),
         }
@@ -132,7 +136,7 @@ impl VasaFaceGen {
             return false;
         }
         let (live, min, max) = upstream.result();
-        let own = self.own_latency();
+        let own = self.own_latency(live);
         gst::debug!(
             CAT,
             imp = self,
@@ -145,12 +149,15 @@ impl VasaFaceGen {
     /// Lookahead + one frame period (waiting for the frame's own audio) + the time a
     /// frame takes to generate: one frame period, or the longest generation seen so far
     /// if that is longer (a neural motion source generating a window of motion at once).
-    pub(super) fn own_latency(&self) -> gst::ClockTime {
+    /// The lookahead is at least what the motion source's window rule needs for a
+    /// `live` (or not) upstream, known before any frame is drawn.
+    pub(super) fn own_latency(&self, live: bool) -> gst::ClockTime {
         let state = &self.latency;
         let lookahead = match state.engine_lookahead.load(Ordering::Relaxed) {
             u64::MAX => lock(&self.settings).lookahead_samples(),
             samples => samples,
-        };
+        }
+        .max(state.least_lookahead[usize::from(live)].load(Ordering::Relaxed));
         let rate = lock(&state.frame_rate).unwrap_or(DEFAULT_RATE);
         let generation = self
             .stats
@@ -162,6 +169,13 @@ impl VasaFaceGen {
             .store(generation, Ordering::Relaxed);
         gst::ClockTime::from_nseconds(ns_for_samples(lookahead))
             + gst::ClockTime::from_nseconds(rate.period_ns() + generation)
+    }
+
+    /// The engine is built: the least lookahead its motion source takes, live and not.
+    pub(super) fn engine_lookahead_known(&self, live: u64, not_live: u64) {
+        let state = &self.latency;
+        state.least_lookahead[1].store(live, Ordering::Relaxed);
+        state.least_lookahead[0].store(not_live, Ordering::Relaxed);
     }
 
     /// A new frame rate was negotiated; a change mid-stream changes the latency.

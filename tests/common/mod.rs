@@ -151,6 +151,43 @@ pub fn ditto_fixtures() -> PathBuf {
     dir
 }
 
+/// The LivePortrait fixture checkpoints plus the Ditto fixture's LMDM and HuBERT,
+/// converted into one bundle in `dir` (with `heads` attention heads).
+pub fn ditto_bundle_in(dir: &std::path::Path, heads: &str) -> PathBuf {
+    let fixtures = ditto_fixtures();
+    let out = dir.join("bundle");
+    let extra: Vec<std::ffi::OsString> = vec![
+        "--ditto-lmdm".into(),
+        fixtures.join("lmdm.pth").into(),
+        "--ditto-hubert".into(),
+        fixtures.join("hubert").into(),
+        "--ditto-heads".into(),
+        heads.into(),
+    ];
+    convert_fixtures(&out, &extra);
+    out
+}
+
+/// The Ditto fixture config (`config.json`).
+pub fn ditto_fixture_config() -> serde_json::Value {
+    let text = std::fs::read_to_string(ditto_fixtures().join("config.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// [`ditto_bundle_in`] with the fixture's heads, once per test process.
+pub fn ditto_bundle() -> PathBuf {
+    static BUNDLE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    BUNDLE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let heads = ditto_fixture_config()["motion_decoder_params"]["num_heads"].to_string();
+            ditto_bundle_in(dir.path(), &heads);
+            dir
+        })
+        .path()
+        .join("bundle")
+}
+
 /// A copy of the fixture bundle in a directory of its own (to damage, or to be a
 /// bundle no other test loads).
 pub fn copy_of_fixture_bundle() -> tempfile::TempDir {

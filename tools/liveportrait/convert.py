@@ -41,7 +41,13 @@ config.json and model.safetensors, HubertModel's keys with or without the `huber
 prefix of HubertForCTC, whose `lm_head` is dropped) as ditto_hubert.safetensors, in a
 section `motion_generators.ditto` with the head count (--ditto-heads, 8 in the release:
 the weights do not hold it) and the release's offline sampling settings (50 steps,
-overlap 10).
+overlap 10). --ditto-cfg reads Ditto's cfg .pkl (a pickle of dicts, strings, numbers
+and numpy arrays, read allowing nothing else) for the sampling steps, the window overlap
+(into the online fields when the cfg is an online one) and the clip range
+(`v_min_max_for_clip`); give it twice for the offline and the online cfg. The
+checkpoint folder may also be Ditto's ditto_pytorch one (appearance_extractor.pth,
+motion_extractor.pth, warp_network.pth, decoder.pth, stitch_network.pth, in it or in its
+`models` folder): the same networks under other names.
 
 Needs only Python 3. Nothing is downloaded.
 """
@@ -403,12 +409,111 @@ def read_config(path):
     return config
 
 
-def find_checkpoint(folder, name):
+# Ditto's ditto_pytorch release names LivePortrait's networks its own way (same
+# architectures and key names).
+DITTO_NAMES = {
+    "appearance_feature_extractor": "appearance_extractor",
+    "motion_extractor": "motion_extractor",
+    "warping_module": "warp_network",
+    "spade_generator": "decoder",
+    "stitching_retargeting_module": "stitch_network",
+}
+
+
+def find_checkpoint(folder, component):
+    name = component + ".pth"
+    ditto = DITTO_NAMES[component] + ".pth"
     for candidate in (os.path.join(folder, name),
-                      os.path.join(folder, "..", "retargeting_models", name)):
+                      os.path.join(folder, "..", "retargeting_models", name),
+                      os.path.join(folder, ditto),
+                      os.path.join(folder, "models", ditto)):
         if os.path.isfile(candidate):
             return os.path.normpath(candidate)
-    fail(f"{os.path.join(folder, name)}: missing (the official {name} is needed)")
+    fail(f"{os.path.join(folder, name)}: missing (the official {name}, or Ditto's {ditto}, is needed)")
+
+
+class NumpyScalar:
+    """A numpy scalar (numpy.core.multiarray.scalar(dtype, bytes)) as a Python float."""
+
+    def __new__(cls, dtype, data=b""):
+        if dtype.name not in ("f4", "f8"):
+            raise pickle.UnpicklingError(f"numpy scalar of dtype {dtype.name} is not supported")
+        return struct.unpack("<f" if dtype.name == "f4" else "<d", data)[0]
+
+
+class DittoCfgUnpickler(pickle.Unpickler):
+    """Reads Ditto's cfg .pkl: dicts, lists, strings and numbers, numpy arrays and float
+    scalars; nothing else (no code from the file runs)."""
+
+    def find_class(self, module, name):
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            if name == "_reconstruct":
+                return lambda cls, shape, tag: NumpyArray()
+            if name == "scalar":
+                return NumpyScalar
+        if (module, name) == ("numpy", "ndarray"):
+            return NumpyArray
+        if (module, name) == ("numpy", "dtype"):
+            return NumpyDtype
+        if (module, name) == ("_codecs", "encode"):
+            # How protocol 2 pickles bytes: text in latin-1.
+            return latin1_bytes
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a Ditto cfg")
+
+
+def latin1_bytes(text, encoding="latin1"):
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"bytes in encoding {encoding!r} are not supported")
+    return text.encode("latin1")
+
+
+def array_rows(value, what, width):
+    """The rows of a float32 array of `width` columns, as lists of floats."""
+    if not isinstance(value, NumpyArray) or value.tensor is None:
+        fail(f"{what}: not an array")
+    t = value.tensor
+    if t.dtype != "F32" or len(t.shape) != 2 or t.shape[1] != width:
+        fail(f"{what}: expected float32 rows of {width} values, found {t.dtype} {t.shape}")
+    values = struct.unpack(f"<{t.shape[0] * width}f", t.data)
+    return [list(values[i * width:(i + 1) * width]) for i in range(t.shape[0])]
+
+
+def read_ditto_cfg(path, motion_width):
+    """The sampling and window settings of Ditto's cfg .pkl, as the bundle's config
+    fields; what the bundle does not use is named on stdout."""
+    try:
+        with open(path, "rb") as f:
+            cfg = DittoCfgUnpickler(f).load()
+    except Exception as err:
+        detail = " ".join(str(err).split())
+        fail(f"{path}: not a Ditto cfg (a pickled dict of settings): {detail}")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("default_kwargs"), dict):
+        fail(f"{path}: no default_kwargs (not a Ditto cfg?)")
+    kwargs = cfg["default_kwargs"]
+    a2m = cfg.get("audio2motion_cfg", {})
+    if isinstance(a2m, dict) and a2m.get("w2f_type", "hubert") != "hubert":
+        fail(f"{path}: audio features {a2m['w2f_type']!r}; only HuBERT's are supported")
+    online = bool(kwargs.get("online_mode", False))
+    out = {}
+    for key, field, kind in (("sampling_timesteps", "sampling_steps", int), ("overlap_v2", "overlap", int)):
+        if key in kwargs:
+            value = kwargs[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if kind is int and key == "sampling_timesteps" else 0):
+                fail(f"{path}: {key} is {value!r}, not a count")
+            out[("online_" if online else "") + field] = value
+    if kwargs.get("v_min_max_for_clip") is not None:
+        rows = array_rows(kwargs["v_min_max_for_clip"], f"{path}: v_min_max_for_clip", motion_width)
+        if len(rows) < 2:
+            fail(f"{path}: v_min_max_for_clip has {len(rows)} rows, not the lows and highs")
+        out["clip"] = [rows[0], rows[1]]
+    if kwargs.get("smo_k_d", 3) != 3:
+        fail(f"{path}: smo_k_d {kwargs['smo_k_d']!r}; the engine smooths over 3 frames as the release does")
+    ignored = [k for k in ("delta_eye_arr", "ch_info", "ctrl_info", "overall_ctrl_info", "fix_kp_cond")
+               if kwargs.get(k) not in (None, 0, {}, [])]
+    if ignored:
+        print(f"[+] ditto cfg: not used by the engine: {', '.join(ignored)} "
+              "(blinks: use blinks=procedural; conditions come from the portrait)", flush=True)
+    return out
 
 
 def sha256(path):
@@ -471,7 +576,14 @@ def main():
     parser.add_argument("--ditto-lmdm", help="Ditto's lmdm_*.pth to include")
     parser.add_argument("--ditto-hubert", help="HuggingFace folder of hubert-large-ls960-ft (with --ditto-lmdm)")
     parser.add_argument("--ditto-heads", type=int, default=8, help="LMDM attention heads (8 in the release)")
+    parser.add_argument("--ditto-cfg", action="append", default=[],
+                        help="Ditto's cfg .pkl (offline, online, or both given twice): sampling steps, overlap, clip range")
     args = parser.parse_args()
+    if args.ditto_cfg and not args.ditto_lmdm:
+        fail("--ditto-cfg goes with --ditto-lmdm")
+    for path in args.ditto_cfg:
+        if not os.path.isfile(path):
+            fail(f"{path}: no such file")
     if bool(args.ditto_lmdm) != bool(args.ditto_hubert):
         fail("--ditto-lmdm and --ditto-hubert go together")
     if args.ditto_lmdm and not os.path.isfile(args.ditto_lmdm):
@@ -493,7 +605,7 @@ def main():
     try:
         sources, components, generator_components = {}, {}, {}
         for i, component in enumerate(COMPONENTS):
-            path = find_checkpoint(args.checkpoints, component + ".pth")
+            path = find_checkpoint(args.checkpoints, component)
             print(f"[{i + 1}/{len(COMPONENTS)}] {component}: reading {path}", flush=True)
             state = load_state(path, component)
             write_safetensors(state, os.path.join(staging, component + ".safetensors"))
@@ -520,14 +632,22 @@ def main():
             generators["joyvasa"] = {"config": joyvasa, "components": generator_components}
         if args.ditto_lmdm:
             print(f"[+] ditto lmdm: reading {args.ditto_lmdm}", flush=True)
-            write_safetensors(read_lmdm(args.ditto_lmdm), os.path.join(staging, "ditto_lmdm.safetensors"))
+            lmdm = read_lmdm(args.ditto_lmdm)
+            write_safetensors(lmdm, os.path.join(staging, "ditto_lmdm.safetensors"))
+            # Values per motion frame: the denoiser's output rows.
+            motion_width = lmdm["final_layer.weight"].shape[0]
             print(f"[+] ditto hubert: reading {args.ditto_hubert}", flush=True)
             state, hubert, weights = read_ditto_hubert(args.ditto_hubert)
             write_safetensors(state, os.path.join(staging, "ditto_hubert.safetensors"))
             for path in (args.ditto_lmdm, weights, os.path.join(args.ditto_hubert, "config.json")):
                 sources[os.path.basename(path)] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
+            ditto_config = {"heads": args.ditto_heads, "sampling_steps": 50, "overlap": 10, "hubert": hubert}
+            for path in args.ditto_cfg:
+                print(f"[+] ditto cfg: reading {path}", flush=True)
+                ditto_config.update(read_ditto_cfg(path, motion_width))
+                sources[os.path.basename(path)] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
             generators["ditto"] = {
-                "config": {"heads": args.ditto_heads, "sampling_steps": 50, "overlap": 10, "hubert": hubert},
+                "config": ditto_config,
                 "components": {"lmdm": "ditto_lmdm.safetensors", "hubert": "ditto_hubert.safetensors"},
             }
             licence = licence + "; " + DITTO_LICENCE
