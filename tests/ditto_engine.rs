@@ -435,3 +435,69 @@ fn a_clip_range_of_zeros_holds_the_portrait_still() {
     );
     assert!(motion.iter().all(|m| m.current.t == motion[0].current.t));
 }
+
+#[test]
+fn dittos_own_checkpoint_folder_converts_to_the_same_renderer() {
+    // Ditto's ditto_pytorch release: LivePortrait's networks under Ditto's names, in a
+    // `models` folder.
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = liveportrait_fixtures();
+    let models = dir.path().join("ditto_pytorch/models");
+    std::fs::create_dir_all(&models).unwrap();
+    for (ours, dittos) in [
+        ("appearance_feature_extractor", "appearance_extractor"),
+        ("motion_extractor", "motion_extractor"),
+        ("warping_module", "warp_network"),
+        ("spade_generator", "decoder"),
+        ("stitching_retargeting_module", "stitch_network"),
+    ] {
+        std::fs::copy(
+            fixtures.join(format!("{ours}.pth")),
+            models.join(format!("{dittos}.pth")),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("bundle");
+    let run = std::process::Command::new("python3")
+        .arg(repo().join("tools/liveportrait/convert.py"))
+        .arg("--checkpoints")
+        .arg(dir.path().join("ditto_pytorch"))
+        .arg("--config")
+        .arg(fixtures.join("config.json"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for component in [
+        "warping_module",
+        "spade_generator",
+        "stitching_retargeting_module",
+    ] {
+        let name = format!("{component}.safetensors");
+        assert_eq!(
+            std::fs::read(out.join(&name)).unwrap(),
+            std::fs::read(fixture_bundle().join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    // A folder with neither name says which file it wanted.
+    std::fs::remove_file(models.join("decoder.pth")).unwrap();
+    let run = std::process::Command::new("python3")
+        .arg(repo().join("tools/liveportrait/convert.py"))
+        .arg("--checkpoints")
+        .arg(dir.path().join("ditto_pytorch"))
+        .arg("--out")
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("decoder.pth"),
+        "{stderr}"
+    );
+}
