@@ -199,13 +199,21 @@ impl DittoMotion {
             if !(complete || wanted) {
                 break;
             }
-            let samples: Vec<f32> = (start..start + chunk_len)
-                .map(|at| stream.audio.sample(at))
-                .collect();
-            let features = guarded("Ditto's audio features", || {
-                let chunk = Tensor::from_slice(&samples).to_device(device).view([1, -1]);
-                audio::encode_chunk(&networks.hubert, &chunk)
-            })?;
+            let last_frame = (index + 1) * audio::FRAMES_PER_CHUNK - 1;
+            let features = if last_frame < stream.motion.first_frame_still_read() {
+                // Live, after a stall or a hole: these frames' windows were made with
+                // silence already; no window reads them, so HuBERT is not run for them
+                // (it would delay the frames to come).
+                self.silence.shallow_clone()
+            } else {
+                let samples: Vec<f32> = (start..start + chunk_len)
+                    .map(|at| stream.audio.sample(at))
+                    .collect();
+                guarded("Ditto's audio features", || {
+                    let chunk = Tensor::from_slice(&samples).to_device(device).view([1, -1]);
+                    audio::encode_chunk(&networks.hubert, &chunk)
+                })?
+            };
             stream.motion.push_features(&features);
             stream.chunks_encoded += 1;
         }
@@ -351,12 +359,19 @@ impl MotionSource for DittoMotion {
 
     fn lookahead_samples(&self, allowed: u64, live: bool) -> u64 {
         let frames = self.networks.decoder.seq_len;
-        // A frame's window needs the features of this many frames after it, and a
-        // chunk's features need 2 frames and 80 samples of audio after them.
+        let chunk = audio::FRAMES_PER_CHUNK;
+        // A frame's window needs the features of this many frames after it (live: the
+        // frames of the window that makes it final and of the one before; not live, for
+        // the last smoothing pass, a whole window after it); features come in chunks of
+        // 5 frames, which need 2 frames and 80 samples of audio after them. A window
+        // whose end is not a chunk's end waits for the rest of that chunk too.
         let frames_after = if live {
-            2 * (frames - self.overlap(StreamMode::Online))
+            let overlap = self.overlap(StreamMode::Online);
+            let step = frames - overlap;
+            let aligned = step % chunk == 0 && overlap % chunk == 0;
+            2 * step + if aligned { 0 } else { chunk - 1 }
         } else {
-            frames + 2
+            frames + chunk - 1
         };
         let chunk_lookahead = audio::chunk_samples() as i64
             - audio::OFFLINE_FRONT.min(audio::ONLINE_FRONT)

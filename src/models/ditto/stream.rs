@@ -132,6 +132,12 @@ impl MotionStream {
             && (self.ended() || self.features_end >= self.window_start() + self.windows.frames)
     }
 
+    /// The first frame a window still to come reads: features of earlier frames are
+    /// never used again (their windows were made, with silence where they were missing).
+    pub fn first_frame_still_read(&self) -> i64 {
+        self.window_start() - self.prefix
+    }
+
     /// Frames the next window needs heard before it is ready.
     pub fn frames_needed_for_window(&self) -> i64 {
         self.window_start() + self.windows.frames - self.prefix
