@@ -54,6 +54,22 @@ fn keypoints(motions: Vec<Motion>) -> Vec<KeypointMotion> {
         .collect()
 }
 
+/// Motion of `audio` at `fps` from `engine` with `controls`, not live, for the astronaut
+/// portrait, each frame with `lookahead` samples after it.
+fn motion_of(
+    engine: &mut Engine,
+    controls: MotionControls,
+    audio: &[f32],
+    fps: i32,
+    lookahead: usize,
+    seed: u64,
+) -> Result<Vec<Motion>, gstvasafacegen::core::Error> {
+    let source = prepared(engine);
+    engine.set_controls(&controls);
+    let rate = FrameRate::new(fps, 1).unwrap();
+    offline::motions_of(engine, Some(&source), audio, rate, lookahead, seed)
+}
+
 /// Motion of `audio` at `fps`, not live, with the lookahead the source asks for.
 fn offline_motion(
     controls: MotionControls,
@@ -62,20 +78,8 @@ fn offline_motion(
     seed: u64,
 ) -> Vec<KeypointMotion> {
     let mut engine = engine();
-    let source = prepared(&engine);
-    engine.set_controls(&controls);
     let lookahead = engine.lookahead_samples(1600, false) as usize;
-    keypoints(
-        offline::motions_of(
-            &mut engine,
-            Some(&source),
-            audio,
-            FrameRate::new(fps, 1).unwrap(),
-            lookahead,
-            seed,
-        )
-        .unwrap(),
-    )
+    keypoints(motion_of(&mut engine, controls, audio, fps, lookahead, seed).unwrap())
 }
 
 fn steps(n: u32) -> MotionControls {
@@ -412,21 +416,9 @@ fn a_clip_range_of_zeros_holds_the_portrait_still() {
         Device::Cpu,
     ))
     .unwrap();
-    let source = prepared(&engine);
-    engine.set_controls(&steps(2));
     let audio = floats(&speech_clip(0.3, 1.0));
     let lookahead = engine.lookahead_samples(0, false) as usize;
-    let motion = keypoints(
-        offline::motions_of(
-            &mut engine,
-            Some(&source),
-            &audio,
-            FrameRate::new(25, 1).unwrap(),
-            lookahead,
-            1,
-        )
-        .unwrap(),
-    );
+    let motion = keypoints(motion_of(&mut engine, steps(2), &audio, 25, lookahead, 1).unwrap());
     // Every row clipped to 0 is the first row again: the portrait's own pose throughout.
     assert!(
         motion
@@ -500,4 +492,57 @@ fn dittos_own_checkpoint_folder_converts_to_the_same_renderer() {
         !run.status.success() && stderr.contains("decoder.pth"),
         "{stderr}"
     );
+}
+
+#[test]
+fn damaged_weights_and_impossible_overlaps_are_clear_errors() {
+    // NaN in the denoiser's last layer: every generated value is NaN.
+    let copy = copy_of_bundle(&ditto_bundle());
+    let file = copy.path().join("ditto_lmdm.safetensors");
+    let tensors: Vec<(String, tch::Tensor)> = tch::Tensor::read_safetensors(&file)
+        .unwrap()
+        .into_iter()
+        .map(|(name, t)| {
+            let t = if name == "final_layer.bias" {
+                t.fill(f64::NAN)
+            } else {
+                t
+            };
+            (name, t)
+        })
+        .collect();
+    tch::Tensor::write_safetensors(&tensors, &file).unwrap();
+    let mut engine = Engine::new(&EngineSpec::bundle(
+        copy.path(),
+        MotionChoice::Ditto,
+        Device::Cpu,
+    ))
+    .unwrap();
+    let audio = floats(&speech_clip(0.3, 0.5));
+    let error = |engine: &mut Engine, controls| {
+        motion_of(engine, controls, &audio, 25, 0, 0)
+            .expect_err("an error")
+            .to_string()
+    };
+    let err = error(&mut engine, steps(2));
+    assert!(
+        err.contains("not numbers") && err.contains("damaged"),
+        "{err}"
+    );
+
+    // An overlap as long as the window (the property stops at 79; a fixture set's
+    // windows may be shorter): named, not a panic.
+    let overlong = MotionControls {
+        window_overlap: window_frames() as u32,
+        ..steps(2)
+    };
+    let err = error(&mut self::engine(), overlong);
+    assert!(err.contains("window-overlap"), "{err}");
+    // Without the portrait's cues (a source that never saw the renderer's preparation).
+    let mut engine = self::engine();
+    let err = offline::motions(&mut engine, &audio, FrameRate::new(25, 1).unwrap(), 0, 0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("motion=ditto needs the portrait"), "{err}");
 }

@@ -298,6 +298,15 @@ impl DittoMotion {
             return Ok(row.clone());
         }
         let mut row = read_back(&stream.motion.frame(frame), "Ditto's motion", width)?;
+        if row.iter().any(|v| !v.is_finite()) {
+            return Err(Error::compute(
+                "generating motion with Ditto",
+                format!(
+                    "the denoiser gave values that are not numbers for frame {frame}: the \
+                     bundle's Ditto weights are damaged (convert them again)"
+                ),
+            ));
+        }
         drive::clip(&mut row, clip.as_ref());
         if stream.rows.is_empty() || index != stream.rows.len() as i64 {
             stream.rows.clear();
