@@ -332,6 +332,31 @@ fn procedural_blinks_go_over_the_generated_motion_unchanged() {
     assert!(as_generated.equal(&open));
     let moved = (&closed - &as_generated).abs().max().double_value(&[]);
     assert!(moved > 1e-3, "a closed lid changed nothing ({moved})");
+
+    // The face controls apply on top of the generated motion; none leave it as it was.
+    let mut with_controls = |controls: gstvasafacegen::core::FaceControls| {
+        let motion = KeypointMotion {
+            controls,
+            ..generated[10]
+        };
+        renderer
+            .render(&Motion::Keypoints(motion), &source, size)
+            .unwrap()
+    };
+    assert!(with_controls(Default::default()).equal(&as_generated));
+    let mut happy = gstvasafacegen::core::FaceControls::default();
+    happy.emotion[gstvasafacegen::core::Emotion::Happy.index()] = 1.0;
+    let closer = gstvasafacegen::core::FaceControls {
+        distance: 1.2,
+        ..Default::default()
+    };
+    for controls in [happy, closer] {
+        let moved = (with_controls(controls) - &as_generated)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(moved > 1e-3, "{controls:?} changed nothing ({moved})");
+    }
 }
 
 #[test]

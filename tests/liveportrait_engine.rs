@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use gstvasafacegen::bundle::{Bundle, liveportrait_times_loaded as times_loaded};
-use gstvasafacegen::core::{FaceMotion, FrameSize, Motion, Precision};
+use gstvasafacegen::core::{Emotion, FaceControls, FaceMotion, FrameSize, Motion, Precision};
 use gstvasafacegen::portrait::Portrait;
 use gstvasafacegen::render::crop::{CropSettings, CropWindow, PasteBack};
 use gstvasafacegen::render::fit;
@@ -82,6 +82,41 @@ fn drawn_face_is_pasted_into_an_untouched_frame_and_moves_with_the_motion() {
     // The same motion draws the same frame.
     let again = engine.render(&talking, &source, size).unwrap();
     assert!(again.equal(&moved));
+}
+
+#[test]
+fn face_controls_change_the_drawing_and_none_leave_it_as_it_was() {
+    let mut engine = renderer(fixture_bundle(), Precision::Float32);
+    let source = prepared(&engine);
+    let size = FrameSize {
+        width: 128,
+        height: 128,
+    };
+    let mut draw = |controls: FaceControls| {
+        let motion = Motion::Face(FaceMotion {
+            controls,
+            ..FaceMotion::default()
+        });
+        engine.render(&motion, &source, size).unwrap()
+    };
+    let plain = draw(FaceControls::default());
+    let mut happy = FaceControls::default();
+    happy.emotion[Emotion::Happy.index()] = 1.0;
+    for controls in [
+        happy,
+        FaceControls {
+            gaze: (20.0, -10.0),
+            ..FaceControls::default()
+        },
+        FaceControls {
+            distance: 0.85,
+            ..FaceControls::default()
+        },
+    ] {
+        let moved = (draw(controls) - &plain).abs().max().double_value(&[]);
+        assert!(moved > 1e-3, "{controls:?} changed nothing ({moved})");
+    }
+    assert!(draw(FaceControls::default()).equal(&plain));
 }
 
 #[test]

@@ -18,8 +18,9 @@ pub use self::device::{DeviceRequest, device_name};
 pub use self::error::{Error, PortraitProblem, TensorContext, guarded};
 pub use self::frame::{FrameRate, FrameSize, SAMPLE_RATE};
 pub use self::motion::{
-    BlinkSource, Composition, Emotion, EyeConditions, FaceMotion, Gaze, KeypointFrame,
-    KeypointMotion, Motion, MotionControls, MotionKind, PortraitCues, SourceKeypoints,
+    BlinkSource, Composition, Emotion, EyeConditions, FaceControls, FaceMotion, Gaze,
+    KeypointFrame, KeypointMotion, Motion, MotionControls, MotionKind, PortraitCues,
+    SourceKeypoints,
 };
 pub use self::precision::Precision;
 pub use self::sync::{Frozen, ModelCache, lock};

@@ -86,6 +86,65 @@ pub struct FaceMotion {
     /// Head translation in inter-ocular distances (positive = right, down).
     pub shift_x: f32,
     pub shift_y: f32,
+    /// Gaze, head distance and emotion, as eased for this frame.
+    pub controls: FaceControls,
+}
+
+/// The user's face controls as drawn in one frame: eased towards the properties'
+/// values (so a change takes about 300 ms), the same for every engine. The default is
+/// none: eyes as the portrait's, the photo's distance, no emotion.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaceControls {
+    /// Where the eyes look, degrees away from the camera (x to image right, y up).
+    pub gaze: (f32, f32),
+    /// Apparent distance to the camera as a scale of the head (1 = the photo, above 1
+    /// closer).
+    pub distance: f32,
+    /// How much of each emotion is shown (0..1, [`Emotion::ALL`] order; neutral's weight
+    /// is unused): the chosen one at `emotion-strength`, the others easing out.
+    pub emotion: [f32; 8],
+}
+
+impl Default for FaceControls {
+    fn default() -> Self {
+        Self {
+            gaze: (0.0, 0.0),
+            distance: 1.0,
+            emotion: [0.0; 8],
+        }
+    }
+}
+
+impl FaceControls {
+    /// How much of `emotion` is shown.
+    pub fn weight(&self, emotion: Emotion) -> f32 {
+        self.emotion[emotion.index()]
+    }
+
+    /// The values the properties in `controls` ask for, before easing.
+    pub fn target(controls: &MotionControls) -> Self {
+        let mut emotion = [0.0; 8];
+        if controls.emotion != Emotion::Neutral {
+            emotion[controls.emotion.index()] = controls.emotion_strength.clamp(0.0, 1.0);
+        }
+        Self {
+            gaze: controls.gaze.degrees(),
+            distance: controls.head_distance.clamp(
+                MotionControls::HEAD_DISTANCE.0,
+                MotionControls::HEAD_DISTANCE.1,
+            ),
+            emotion,
+        }
+    }
+
+    /// No emotion and the eyes as generated: for a motion source that takes emotion and
+    /// gaze as conditions of its own (Ditto), only the distance is left to draw.
+    pub fn distance_only(&self) -> Self {
+        Self {
+            distance: self.distance,
+            ..Self::default()
+        }
+    }
 }
 
 /// Expression values per frame in LivePortrait's keypoint space (21 keypoints x 3).
@@ -138,6 +197,9 @@ pub struct KeypointMotion {
     pub blink: Option<f32>,
     /// How `current` is applied to the portrait.
     pub composition: Composition,
+    /// Gaze, head distance and emotion, as eased for this frame, applied by the
+    /// renderer as offsets on top of `current`.
+    pub controls: FaceControls,
 }
 
 /// How a renderer turns [`KeypointMotion`] into driving keypoints.
@@ -217,6 +279,15 @@ pub struct MotionControls {
     pub gaze: Gaze,
     /// Ditto: frames two windows share (0 = the bundle's, for the stream's mode).
     pub window_overlap: u32,
+    /// Apparent distance to the camera as a scale of the head (1 = the photo).
+    pub head_distance: f32,
+    /// How strongly `emotion` shows (0..1).
+    pub emotion_strength: f32,
+}
+
+impl MotionControls {
+    /// The range of `head_distance`.
+    pub const HEAD_DISTANCE: (f32, f32) = (0.8, 1.25);
 }
 
 /// JoyVASA's inference default (`cfg_scale` 0 means the model's own).
@@ -232,6 +303,8 @@ impl Default for MotionControls {
             emotion: Emotion::Neutral,
             gaze: Gaze::Camera,
             window_overlap: 0,
+            head_distance: 1.0,
+            emotion_strength: 1.0,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod detect;
 pub mod mesh;
+pub mod reading;
 pub mod roi;
 
 use std::fmt;

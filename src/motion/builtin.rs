@@ -8,7 +8,7 @@
 use tch::Device;
 
 use super::MotionSource;
-use super::procedural::{Blinks, HeadMotion};
+use super::procedural::{Blinks, ControlEasing, HeadMotion};
 use crate::core::random::SplitMix64 as Random;
 use crate::core::{
     AudioWindow, CpuThreads, Error, FaceMotion, Motion, MotionControls, MotionKind, guarded,
@@ -157,6 +157,7 @@ pub struct SpeechAnimator {
     background: std::collections::VecDeque<(f64, f32)>,
     nod: f64,
     brow: f64,
+    controls: ControlEasing,
 }
 
 impl SpeechAnimator {
@@ -174,6 +175,7 @@ impl SpeechAnimator {
             background: std::collections::VecDeque::new(),
             nod: 0.0,
             brow: 0.0,
+            controls: ControlEasing::default(),
         }
     }
 
@@ -278,6 +280,7 @@ impl SpeechAnimator {
             roll: head.roll,
             shift_x: head.shift_x,
             shift_y: head.shift_y,
+            controls: self.controls.step(&controls, dt),
         }
     }
 }

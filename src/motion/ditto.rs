@@ -28,14 +28,14 @@ use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 use super::MotionSource;
-use super::procedural::{Blinks, LIP_REST_SPAN, LipRest};
+use super::procedural::{Blinks, ControlEasing, LIP_REST_SPAN, LipRest};
 use crate::bundle::Bundle;
 use crate::core::error::read_back;
 use crate::core::random::SplitMix64;
 use crate::core::{
-    AudioWindow, BlinkSource, Composition, CpuThreads, Error, EyeConditions, Frozen, KeypointFrame,
-    KeypointMotion, Motion, MotionControls, MotionKind, PortraitCues, SampleStore, SourceKeypoints,
-    guarded,
+    AudioWindow, BlinkSource, Composition, CpuThreads, Emotion, Error, EyeConditions, Frozen,
+    KeypointFrame, KeypointMotion, Motion, MotionControls, MotionKind, PortraitCues, SampleStore,
+    SourceKeypoints, guarded,
 };
 use crate::models::ditto::drive::{self, DriveControls, MotionLayout};
 use crate::models::ditto::sampler::{self, DdimPlan, GUIDANCE, Schedule};
@@ -81,6 +81,7 @@ pub struct DittoMotion {
     silence: Tensor,
     device: Device,
     controls: MotionControls,
+    easing: ControlEasing,
     blinks: BlinkSource,
     seed: u64,
     portrait: Option<Portrait>,
@@ -113,6 +114,7 @@ impl DittoMotion {
             silence,
             device,
             controls: MotionControls::default(),
+            easing: ControlEasing::default(),
             blinks,
             seed: 0,
             portrait: None,
@@ -236,7 +238,12 @@ impl DittoMotion {
             GUIDANCE
         };
         let (gaze_x, gaze_y) = self.controls.gaze.degrees();
-        let emotion = emotion_condition(self.controls.emotion.index()).to_device(device);
+        // At less than full strength the condition is the chosen class's mixed with
+        // neutral's.
+        let strength = f64::from(self.controls.emotion_strength.clamp(0.0, 1.0));
+        let emotion = (emotion_condition(self.controls.emotion.index()) * strength
+            + emotion_condition(Emotion::Neutral.index()) * (1.0 - strength))
+            .to_device(device);
         let stream = self.stream.as_mut().expect("a stream");
         let decoder = &networks.decoder;
         let shape = [1, decoder.seq_len, decoder.motion_dim];
@@ -391,6 +398,7 @@ impl MotionSource for DittoMotion {
     fn reset(&mut self, seed: u64) {
         self.seed = seed;
         self.stream = None;
+        self.easing = ControlEasing::default();
     }
 
     fn interrupt(&mut self, at: u64) {
@@ -499,6 +507,11 @@ impl MotionSource for DittoMotion {
             mouth_rest,
             blink,
             composition: Composition::Driving,
+            // Emotion and gaze are Ditto's own conditions; the renderer adds the distance.
+            controls: self
+                .easing
+                .step(&self.controls, window.frame_seconds())
+                .distance_only(),
         }))
     }
 }

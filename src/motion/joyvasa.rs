@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tch::{Device, Tensor};
 
 use super::MotionSource;
-use super::procedural::{Blinks, LIP_REST_SPAN, LipRest};
+use super::procedural::{Blinks, ControlEasing, LIP_REST_SPAN, LipRest};
 use crate::bundle::Bundle;
 use crate::core::error::read_back;
 use crate::core::random::SplitMix64;
@@ -96,6 +96,7 @@ pub struct JoyVasaMotion {
     generator: Arc<Frozen<MotionGenerator>>,
     device: Device,
     controls: MotionControls,
+    easing: ControlEasing,
     blinks: BlinkSource,
     stream: Stream,
 }
@@ -107,6 +108,7 @@ impl JoyVasaMotion {
             generator: bundle.joyvasa(device)?,
             device,
             controls: MotionControls::default(),
+            easing: ControlEasing::default(),
             blinks,
             stream: Stream::new(0, blinks),
         })
@@ -255,6 +257,7 @@ impl MotionSource for JoyVasaMotion {
 
     fn reset(&mut self, seed: u64) {
         self.stream = Stream::new(seed, self.blinks);
+        self.easing = ControlEasing::default();
     }
 
     fn set_controls(&mut self, controls: &MotionControls) {
@@ -311,6 +314,7 @@ impl MotionSource for JoyVasaMotion {
             mouth_rest,
             blink,
             composition: Composition::RelativeToFirst,
+            controls: self.easing.step(&self.controls, audio.frame_seconds()),
         });
         self.forget_before(position.floor() as i64, frame_end);
         Ok(motion)

@@ -3,8 +3,8 @@
 //! Random parts draw from the caller's generator, so a source seeded per stream
 //! replays identically.
 
-use crate::core::level_db;
 use crate::core::random::SplitMix64 as Random;
+use crate::core::{FaceControls, MotionControls, level_db};
 
 /// Blinks: median interval and spread (log-normal), and duration range, in seconds.
 const BLINK_MEDIAN_S: f64 = 3.4;
@@ -27,6 +27,51 @@ const NOD_PITCH: f64 = 0.04;
 const HEAD_TIME_CONSTANT_S: f64 = 1.1;
 /// Time constant with which a change of the `head-motion` control eases in, seconds.
 const HEAD_SCALE_EASE_S: f64 = 0.5;
+
+/// Time constant of each of the two smoothing stages a change of gaze, head distance or
+/// emotion passes through, seconds: a change is 45% done after 100 ms, 94% after
+/// 300 ms, and starts and ends without a jerk.
+const CONTROL_EASE_STAGE_S: f64 = 0.065;
+
+/// Eases the face controls towards the properties' values: two first-order stages in
+/// a row (critically damped), so a new emotion or gaze slides in over about 300 ms
+/// instead of snapping. The first frame of a stream takes the values as they are.
+#[derive(Debug, Clone, Default)]
+pub struct ControlEasing {
+    /// The two stages' states, as flat value lists ([`FaceControls`] order).
+    stages: Option<[[f32; CONTROL_VALUES]; 2]>,
+}
+
+/// gaze x, gaze y, distance, eight emotion weights.
+const CONTROL_VALUES: usize = 11;
+
+fn control_values(controls: &FaceControls) -> [f32; CONTROL_VALUES] {
+    let mut values = [0.0; CONTROL_VALUES];
+    values[0] = controls.gaze.0;
+    values[1] = controls.gaze.1;
+    values[2] = controls.distance;
+    values[3..].copy_from_slice(&controls.emotion);
+    values
+}
+
+impl ControlEasing {
+    /// The controls to draw `dt` seconds after the previous frame.
+    pub fn step(&mut self, controls: &MotionControls, dt: f64) -> FaceControls {
+        let target = control_values(&FaceControls::target(controls));
+        let stages = self.stages.get_or_insert([target; 2]);
+        let rate = (1.0 - (-dt.max(0.0) / CONTROL_EASE_STAGE_S).exp()) as f32;
+        for i in 0..CONTROL_VALUES {
+            stages[0][i] += (target[i] - stages[0][i]) * rate;
+            stages[1][i] += (stages[0][i] - stages[1][i]) * rate;
+        }
+        let eased = stages[1];
+        FaceControls {
+            gaze: (eased[0], eased[1]),
+            distance: eased[2],
+            emotion: std::array::from_fn(|i| eased[3 + i]),
+        }
+    }
+}
 
 /// Eyelid blinks at a natural rate (about 18 a minute), more often at pauses in speech.
 #[derive(Debug, Clone)]
@@ -290,5 +335,51 @@ mod tests {
             rest.step(&quiet, 640);
         }
         assert!(rest.resting());
+    }
+
+    #[test]
+    fn a_control_change_eases_in_over_about_300_ms_and_the_first_frame_takes_it_as_set() {
+        use crate::core::{Emotion, Gaze};
+        let happy = MotionControls {
+            emotion: Emotion::Happy,
+            emotion_strength: 0.8,
+            gaze: Gaze::Degrees(10.0, -4.0),
+            head_distance: 1.2,
+            ..MotionControls::default()
+        };
+        let mut easing = ControlEasing::default();
+        let first = easing.step(&happy, 0.04);
+        assert_eq!(first, FaceControls::target(&happy));
+        assert_eq!(first.weight(Emotion::Happy), 0.8);
+
+        let sad = MotionControls {
+            emotion: Emotion::Sad,
+            gaze: Gaze::Camera,
+            head_distance: 0.9,
+            ..MotionControls::default()
+        };
+        // The share of the way from happy to sad after each 40 ms frame.
+        let shares: Vec<f32> = (0..15)
+            .map(|_| easing.step(&sad, 0.04).weight(Emotion::Sad))
+            .collect();
+        assert!(shares.windows(2).all(|w| w[1] > w[0]), "{shares:?}");
+        // Gentle start (no snap), under half way at 80 ms, nearly there by 280 ms.
+        assert!(shares[0] < 0.3, "{shares:?}");
+        assert!((0.3..0.6).contains(&shares[1]), "{shares:?}");
+        assert!(shares[6] > 0.9, "{shares:?}");
+        let settled = easing.step(&sad, 0.5);
+        assert!((settled.distance - 0.9).abs() < 0.01);
+        assert!(settled.weight(Emotion::Happy) < 0.01);
+        assert!(settled.gaze.0.abs() < 0.1);
+        // Out-of-range values are held to the documented ranges.
+        let wild = MotionControls {
+            head_distance: 9.0,
+            emotion: Emotion::Angry,
+            emotion_strength: 3.0,
+            ..MotionControls::default()
+        };
+        let target = FaceControls::target(&wild);
+        assert_eq!(target.distance, MotionControls::HEAD_DISTANCE.1);
+        assert_eq!(target.weight(Emotion::Angry), 1.0);
     }
 }

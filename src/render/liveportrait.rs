@@ -22,10 +22,11 @@ use crate::bundle::Bundle;
 use crate::core::error::read_back;
 use crate::core::motion::EXPRESSION_LEN;
 use crate::core::{
-    Composition, CpuThreads, Error, EyeConditions, FaceMotion, FrameSize, Frozen, KeypointFrame,
-    KeypointMotion, Motion, MotionKind, PortraitCues, Precision, SourceKeypoints, TensorContext,
-    guarded,
+    Composition, CpuThreads, Emotion, Error, EyeConditions, FaceControls, FaceMotion, FrameSize,
+    Frozen, KeypointFrame, KeypointMotion, Motion, MotionKind, PortraitCues, Precision,
+    SourceKeypoints, TensorContext, guarded,
 };
+use crate::models::liveportrait::edits::{ExpressionEdit, expression_offsets};
 use crate::models::liveportrait::stitching::{rotation, transform_keypoints};
 use crate::models::liveportrait::{KeypointInfo, LivePortrait};
 use crate::portrait::Portrait;
@@ -45,6 +46,36 @@ const WIDE_OPEN_LIP_RATIO: f32 = 0.6;
 const LIP_KEYPOINTS: [i64; 6] = [6, 12, 14, 17, 19, 20];
 /// Lip ratio from which the reference treats a portrait's mouth as open.
 const LIP_NORMALIZE_THRESHOLD: f32 = 0.03;
+
+/// The face controls as LivePortrait's own expression edits: gaze as its eyeball
+/// direction (its slider's range is ours, +-30), each emotion as the sliders that make
+/// its look (smile for the lip corners, eyebrow for raised or frowning brows, a wink's
+/// one-sided squint and a sideways lip for contempt), at strength 1.
+fn control_edit(controls: &FaceControls) -> ExpressionEdit {
+    let mut edit = ExpressionEdit {
+        eyeball_x: controls.gaze.0,
+        eyeball_y: controls.gaze.1,
+        ..ExpressionEdit::default()
+    };
+    for emotion in Emotion::ALL {
+        let w = controls.weight(emotion);
+        let (smile, eyebrow, wink, lip_shift) = match emotion {
+            Emotion::Neutral => continue,
+            Emotion::Happy => (1.0, 0.0, 0.0, 0.0),
+            Emotion::Sad => (-0.3, -8.0, 0.0, 0.0),
+            Emotion::Angry => (-0.2, -20.0, 0.0, 0.0),
+            Emotion::Surprised => (0.0, 25.0, 0.0, 0.0),
+            Emotion::Disgusted => (-0.25, -12.0, 4.0, 0.0),
+            Emotion::Fearful => (-0.15, 15.0, 0.0, 0.0),
+            Emotion::Contempt => (0.35, 0.0, 3.0, 0.03),
+        };
+        edit.smile += w * smile;
+        edit.eyebrow += w * eyebrow;
+        edit.wink += w * wink;
+        edit.lip_shift += w * lip_shift;
+    }
+    edit
+}
 
 /// Area of the convex hull of the keypoints' `(x, y)` (`(1, K, 3)`), as the reference's
 /// `calc_motion_multiplier` measures a face's size.
@@ -267,13 +298,8 @@ impl LivePortraitRenderer {
         .to_device(self.device)
         .view([1, 3]);
         let t = &info.t + shift;
-        let posed = transform_keypoints(
-            &info.kp,
-            &rotation(&pitch, &yaw, &roll),
-            &info.exp,
-            &info.scale,
-            &t,
-        );
+        let (exp, scale) = self.with_controls(&info.exp, &info.scale, &motion.controls);
+        let posed = transform_keypoints(&info.kp, &rotation(&pitch, &yaw, &roll), &exp, &scale, &t);
         let stitching = &self.model.stitching;
         let blink = (motion.blink_left + motion.blink_right) / 2.0;
         let eye_ratio = self.ratios(&[
@@ -305,7 +331,7 @@ impl LivePortraitRenderer {
         source_id: u64,
     ) -> Result<Tensor, Error> {
         if k.composition == Composition::Driving {
-            let x_d = self.driving_keypoints(&k.current, source);
+            let x_d = self.driving_keypoints(&k.current, &k.controls, source);
             return Ok(self.after_stitching(k, source, x_d));
         }
         let info = &source.info;
@@ -343,6 +369,7 @@ impl LivePortraitRenderer {
         let scale = &info.scale * f64::from(1.0 + (current.scale / first.scale - 1.0) * head);
         let shift: Vec<f32> = (0..3).map(|i| (current.t[i] - first.t[i]) * head).collect();
         let t = &info.t + Tensor::from_slice(&shift).to_device(device).view([1, 3]);
+        let (delta, scale) = self.with_controls(&delta, &scale, &k.controls);
         let x_d = transform_keypoints(&info.kp, &rotation_new, &delta, &scale, &t);
         let x_first = transform_keypoints(
             &info.kp,
@@ -372,7 +399,12 @@ impl LivePortraitRenderer {
 
     /// Keypoint motion given as the driving pose and expression themselves (Ditto's):
     /// the portrait's canonical keypoints posed by them (translation in x and y only).
-    fn driving_keypoints(&self, frame: &KeypointFrame, source: &NeuralSource) -> Tensor {
+    fn driving_keypoints(
+        &self,
+        frame: &KeypointFrame,
+        controls: &FaceControls,
+        source: &NeuralSource,
+    ) -> Tensor {
         let device = self.device;
         let value = |v: f32| Tensor::from_slice(&[v]).to_device(device).view([1, 1]);
         let rotation = rotation(&value(frame.pitch), &value(frame.yaw), &value(frame.roll));
@@ -381,7 +413,30 @@ impl LivePortraitRenderer {
             .view([1, -1, 3]);
         let t = Tensor::from_slice(&frame.t).to_device(device).view([1, 3]);
         let kp = source.info.kp.to_kind(Kind::Float);
-        transform_keypoints(&kp, &rotation, &exp, &value(frame.scale), &t)
+        let (exp, scale) = self.with_controls(&exp, &value(frame.scale), controls);
+        transform_keypoints(&kp, &rotation, &exp, &scale, &t)
+    }
+
+    /// An expression `(1, 21, 3)` and scale with the face controls applied: the edits'
+    /// offsets added, the scale multiplied by the head distance.
+    fn with_controls(
+        &self,
+        exp: &Tensor,
+        scale: &Tensor,
+        controls: &FaceControls,
+    ) -> (Tensor, Tensor) {
+        if *controls == FaceControls::default() {
+            return (exp.shallow_clone(), scale.shallow_clone());
+        }
+        let offsets = expression_offsets(&control_edit(controls));
+        let offsets = Tensor::from_slice(&offsets)
+            .to_device(self.device)
+            .view([1, 21, 3])
+            .to_kind(exp.kind());
+        (
+            exp.view([1, 21, 3]) + offsets,
+            scale * f64::from(controls.distance),
+        )
     }
 
     /// Stitches driving keypoints `x_d` to the portrait, then closes a portrait's parted
@@ -488,6 +543,24 @@ impl Renderer for LivePortraitRenderer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controls_map_to_liveportraits_edits_by_their_weights() {
+        assert_eq!(
+            control_edit(&FaceControls::default()),
+            ExpressionEdit::default()
+        );
+        let mut controls = FaceControls {
+            gaze: (12.0, -5.0),
+            ..FaceControls::default()
+        };
+        controls.emotion[Emotion::Happy.index()] = 0.5;
+        controls.emotion[Emotion::Angry.index()] = 0.5;
+        let edit = control_edit(&controls);
+        assert_eq!((edit.eyeball_x, edit.eyeball_y), (12.0, -5.0));
+        assert!((edit.smile - 0.4).abs() < 1e-6, "{edit:?}");
+        assert!((edit.eyebrow + 10.0).abs() < 1e-6, "{edit:?}");
+    }
 
     #[test]
     fn the_motion_multiplier_is_the_root_of_the_area_ratio_and_refuses_degenerate_faces() {

@@ -56,6 +56,8 @@ pub struct Settings {
     pub gaze_text: String,
     pub gaze: Gaze,
     pub window_overlap: u32,
+    pub head_distance: f64,
+    pub emotion_strength: f64,
 }
 
 impl Default for Settings {
@@ -83,6 +85,8 @@ impl Default for Settings {
             gaze_text: "camera".to_owned(),
             gaze: Gaze::Camera,
             window_overlap: 0,
+            head_distance: 1.0,
+            emotion_strength: 1.0,
         }
     }
 }
@@ -139,6 +143,8 @@ impl Settings {
             emotion: self.emotion.into(),
             gaze: self.gaze,
             window_overlap: self.window_overlap,
+            head_distance: self.head_distance as f32,
+            emotion_strength: self.emotion_strength as f32,
         }
     }
 
@@ -244,6 +250,14 @@ impl Settings {
                 self.window_overlap = value.get().expect("type checked upstream");
                 (Changed::Value, None)
             }
+            "head-distance" => {
+                self.head_distance = get_f64();
+                (Changed::Value, None)
+            }
+            "emotion-strength" => {
+                self.emotion_strength = get_f64();
+                (Changed::Value, None)
+            }
             "latency" => {
                 let latency_ms: u32 = value.get().expect("type checked upstream");
                 let changed = std::mem::replace(&mut self.latency_ms, latency_ms) != latency_ms;
@@ -284,6 +298,8 @@ impl Settings {
             "emotion" => self.emotion.to_value(),
             "gaze" => self.gaze_text.to_value(),
             "window-overlap" => self.window_overlap.to_value(),
+            "head-distance" => self.head_distance.to_value(),
+            "emotion-strength" => self.emotion_strength.to_value(),
             "crop-scale" => self.crop_scale.to_value(),
             "crop-offset-y" => self.crop_offset_y.to_value(),
             _ => return None,
@@ -472,20 +488,45 @@ pub fn properties() -> &'static [glib::ParamSpec] {
             glib::ParamSpecEnum::builder::<EmotionProperty>("emotion")
                 .nick("Emotion")
                 .blurb(
-                    "The emotion the face shows while speaking (Ditto: its emotion \
-                     condition, one of the eight classes it was trained on). Applies from \
+                    "The emotion the face shows, eased in over about 300 ms: builtin \
+                     renderer: mouth corners, cheeks, brows and lids; LivePortrait with \
+                     builtin or JoyVASA motion: LivePortrait's expression edits; Ditto: its \
+                     emotion condition (one of the eight classes it was trained on), from \
                      the next window of motion",
                 )
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecDouble::builder("emotion-strength")
+                .nick("Emotion strength")
+                .blurb(
+                    "How strongly the emotion shows: 0 = not at all .. 1 = fully (Ditto: \
+                     the condition mixed with neutral's)",
+                )
+                .minimum(0.0)
+                .maximum(1.0)
+                .default_value(1.0)
                 .mutable_playing()
                 .build(),
             glib::ParamSpecString::builder("gaze")
                 .nick("Gaze")
                 .blurb(
-                    "Where the eyes look: \"camera\" (they stay on the camera as the head \
-                     moves) or \"x,y\", degrees away from it (x to the image's right, y up, \
-                     each within 30). Ditto: eye conditions and the gaze fix",
+                    "Where the eyes look: \"camera\" (as in the portrait) or \"x,y\", \
+                     degrees away from it (x to the image's right, y up, each within 30), \
+                     eased in over about 300 ms: the irises turn (builtin), LivePortrait's \
+                     eyeball edit, Ditto's eye conditions and gaze fix",
                 )
                 .default_value(Some("camera"))
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecDouble::builder("head-distance")
+                .nick("Head distance")
+                .blurb(
+                    "Apparent distance to the camera, as a scale of the head: 0.8 = further \
+                     away .. 1 = as in the photo .. 1.25 = closer; eased in over about 300 ms",
+                )
+                .minimum(f64::from(MotionControls::HEAD_DISTANCE.0))
+                .maximum(f64::from(MotionControls::HEAD_DISTANCE.1))
+                .default_value(1.0)
                 .mutable_playing()
                 .build(),
             glib::ParamSpecUInt::builder("window-overlap")

@@ -9,6 +9,7 @@
 
 pub mod appearance;
 pub mod config;
+pub mod edits;
 pub mod motion;
 pub mod spade;
 pub mod stitching;

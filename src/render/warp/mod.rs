@@ -19,6 +19,8 @@
 //! Work scales with the face's area in the frame; parts with nothing to do (no blink,
 //! a still head) are skipped.
 
+mod expression;
+mod field;
 mod rig;
 
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 
 use tch::{Kind, Tensor};
 
+use super::expression::{self, Actions};
+use super::field::{Rect, corners, field_positions, plane, smoothstep};
 use crate::core::{Error, FaceMotion, FrameSize, TensorContext};
 use crate::face::{FaceLayout, Point};
 use crate::render::fit::Placement;
@@ -20,6 +22,15 @@ const LID_DOWN: f64 = 0.055;
 const LID_SKIN_TOP: f64 = -0.2;
 /// Brow lift at `brow_raise = 1`, in IOD.
 const BROW_LIFT: f64 = 0.07;
+/// A full brow knit: how far the brows come down and towards each other, in IOD.
+const KNIT_DOWN: f64 = 0.07;
+const KNIT_IN: f64 = 0.04;
+/// Upper lid travel of fully widened eyes, in IOD; the share of a blink that fully
+/// narrowed eyes close.
+const LID_WIDEN: f64 = 0.04;
+const LID_NARROW: f64 = 0.4;
+/// Iris radius in IOD (11.7 mm across on a 63 mm IOD).
+const IRIS_RADIUS: f64 = 0.093;
 /// Head mask: an ellipse in IOD around the mesh's face oval, widened for the ears and
 /// hair and lengthened over the hair and down the neck; full motion inside `MASK_FULL`,
 /// none outside 1. (On the demo portrait these give the ellipse the rig used before it
@@ -123,23 +134,6 @@ impl Geometry {
     }
 }
 
-/// A rectangle in ROI pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Rect {
-    left: i64,
-    top: i64,
-    width: i64,
-    height: i64,
-}
-
-impl Rect {
-    fn cut(&self, t: &Tensor) -> Tensor {
-        let (h, w) = (t.dim() - 2, t.dim() - 1);
-        t.narrow(h as i64, self.top, self.height)
-            .narrow(w as i64, self.left, self.width)
-    }
-}
-
 /// The axis-aligned box (in `bounds` pixels, clamped to it) around face-unit corners.
 fn bounding_rect(
     geometry: &Geometry,
@@ -163,11 +157,6 @@ fn bounding_rect(
         width: (right - left).max(1),
         height: (bottom - top).max(1),
     }
-}
-
-/// Face-unit box corners.
-fn corners(u: (f64, f64), v: (f64, f64)) -> [(f64, f64); 4] {
-    [(u.0, v.0), (u.1, v.0), (u.0, v.1), (u.1, v.1)]
 }
 
 /// Where upper (eyes, brows) and lower (mouth, jaw) deformations meet, in face units:
@@ -195,35 +184,22 @@ struct UpperRegion {
     u: Tensor,
     v: Tensor,
     mine: Tensor,
-    brows: Tensor,
+    /// Weights of the image-left and image-right brow.
+    brows: [Tensor; 2],
+    /// Weights of the brows' inner ends.
+    inner_brows: Tensor,
 }
 
 /// The head's motion is computed on a grid this many pixels apart (at most).
 const HEAD_GRID_STEP: f64 = 4.0;
+/// The head distance's zoom is computed on a grid this many pixels apart (at most);
+/// it is full up to this share of the way to the frame's edges.
+const ZOOM_GRID_STEP: f64 = 8.0;
+const ZOOM_FULL: f64 = 0.4;
 /// Deformations of the face are computed on a grid of about this many points per IOD
 /// (at least every pixel): finer than any feature they move, so interpolating them is
 /// invisible, and a close-up costs no more than a small face.
 const FIELD_POINTS_PER_IOD: f64 = 64.0;
-
-/// Pixel-centre positions (ROI pixels) of a field grid over `rect` at spacing `step`:
-/// first and last pixel included, so corner-aligned interpolation is exact there.
-fn field_positions(rect: &Rect, step: f64, device: tch::Device) -> (Tensor, Tensor) {
-    let options = (Kind::Float, device);
-    let axis = |start: i64, length: i64| {
-        if step <= 1.0 {
-            Tensor::arange(length, options) + (start as f64 + 0.5)
-        } else {
-            let points = ((length as f64 - 1.0) / step).ceil().max(1.0) as i64 + 1;
-            Tensor::linspace(
-                start as f64 + 0.5,
-                (start + length) as f64 - 0.5,
-                points,
-                options,
-            )
-        }
-    };
-    (axis(rect.left, rect.width), axis(rect.top, rect.height))
-}
 
 /// What a region pass produces on its field grid: where each point samples the
 /// portrait (face units), and paint over it (premultiplied colour, transmittance).
@@ -287,15 +263,6 @@ struct Colours {
     teeth_upper: Tensor,
     teeth_lower: Tensor,
     lash: Tensor,
-}
-
-fn smoothstep(edge0: f64, edge1: f64, x: &Tensor) -> Tensor {
-    let t = ((x - edge0) / (edge1 - edge0)).clamp(0.0, 1.0);
-    &t * &t * (3.0f64 - 2.0 * &t)
-}
-
-fn plane(t: &Tensor) -> Tensor {
-    t.unsqueeze(0).unsqueeze(0)
 }
 
 impl FaceRig {
@@ -408,12 +375,14 @@ impl FaceRig {
             let (xs, ys) = field_positions(&upper_rect, field_step, device);
             face_coordinates(xs, ys)
         };
-        let brow =
-            |side: f64| (-((&uu - side) / 0.35).square() - ((&uv + 0.32) / 0.22).square()).exp();
+        let bump = |u0: f64, v0: f64, su: f64, sv: f64| {
+            (-((&uu - u0) / su).square() - ((&uv - v0) / sv).square()).exp()
+        };
         let upper = UpperRegion {
             rect: upper_rect,
             mine: plane(&upper_rect.cut(&v).lt(SPLIT_V)),
-            brows: brow(-0.5) + brow(0.5),
+            brows: [bump(-0.5, -0.32, 0.35, 0.22), bump(0.5, -0.32, 0.35, 0.22)],
+            inner_brows: bump(-0.22, -0.3, 0.14, 0.14) + bump(0.22, -0.3, 0.14, 0.14),
             u: uu,
             v: uv,
         };
@@ -477,10 +446,11 @@ impl FaceRig {
     pub fn render(&self, motion: &FaceMotion) -> Tensor {
         let _no_grad = tch::no_grad_guard();
         let local = self.roi_pixels.copy();
-        let lower = self.finish(&self.lower.rect, self.lower_face(motion));
+        let actions = Actions::of(&motion.controls);
+        let lower = self.finish(&self.lower.rect, self.lower_face(motion, &actions));
         let mut target = self.lower.rect.cut(&local);
         target.copy_(&lower.where_self(&self.lower.mine, &target));
-        if let Some(layers) = self.upper_face(motion) {
+        if let Some(layers) = self.upper_face(motion, &actions) {
             let upper = self.finish(&self.upper.rect, layers);
             let mut target = self.upper.rect.cut(&local);
             target.copy_(&upper.where_self(&self.upper.mine, &target));
@@ -490,24 +460,71 @@ impl FaceRig {
         let region = moved
             .where_self(&self.inside, &self.roi_pixels)
             .squeeze_dim(0);
-        if self.whole_frame {
-            return region;
+        let out = if self.whole_frame {
+            region
+        } else {
+            let out = self.frame.copy();
+            let mut target = self.roi.cut(&out);
+            target.copy_(&region);
+            out
+        };
+        self.move_closer(out, motion.controls.distance)
+    }
+
+    /// Head distance: the frame `(3, H, W)` scaled about the face's centre (halfway down
+    /// to the mouth), fully over the head and shoulders and less and less towards the
+    /// frame's edges, which stay where they are: moving away needs nothing from outside
+    /// the frame, and the background stretches over the whole frame instead of around
+    /// the head.
+    fn move_closer(&self, frame: Tensor, distance: f32) -> Tensor {
+        let zoom = 1.0 - 1.0 / f64::from(distance.clamp(0.5, 2.0));
+        if zoom == 0.0 {
+            return frame;
         }
-        let out = self.frame.copy();
-        let mut target = self.roi.cut(&out);
-        target.copy_(&region);
-        out
+        let g = &self.geometry;
+        let (height, width) = (frame.size()[1], frame.size()[2]);
+        let (w, h) = (width as f64, height as f64);
+        let (cx, cy) = g.frame_point(0.0, g.mouth_v * 0.55);
+        let (cx, cy) = (cx.clamp(1.0, w - 1.0), cy.clamp(1.0, h - 1.0));
+        let whole = Rect {
+            left: 0,
+            top: 0,
+            width,
+            height,
+        };
+        let (xs, ys) = field_positions(&whole, ZOOM_GRID_STEP, frame.device());
+        let (dx, dy) = (xs.view([1, -1]) - cx, ys.view([-1, 1]) - cy);
+        // How far towards the frame's edge each point lies (0 at the centre, 1 on the
+        // edge), as a rounded box.
+        let share = |d: &Tensor, before: f64, after: f64| {
+            (d / before)
+                .abs()
+                .where_self(&d.lt(0.0), &(d / after).abs())
+        };
+        let rho = (share(&dx, cx, w - cx).pow_tensor_scalar(4)
+            + share(&dy, cy, h - cy).pow_tensor_scalar(4))
+        .pow_tensor_scalar(0.25);
+        let weight = 1.0f64 - smoothstep(ZOOM_FULL, 1.0, &rho);
+        let x = &dx * (1.0f64 - &weight * zoom) + cx;
+        let y = &dy * (1.0f64 - &weight * zoom) + cy;
+        let grid = Tensor::stack(&[x * (2.0 / w) - 1.0, y * (2.0 / h) - 1.0], 0)
+            .unsqueeze(0)
+            .upsample_bilinear2d([height, width], true, None, None);
+        frame
+            .unsqueeze(0)
+            .grid_sampler_2d(&grid.permute([0, 2, 3, 1]), 0, 1, false)
+            .squeeze_dim(0)
     }
 
     /// Jaw, lips and the painted cavity, on the lower region's field grid.
-    fn lower_face(&self, motion: &FaceMotion) -> Layers {
+    fn lower_face(&self, motion: &FaceMotion, actions: &Actions) -> Layers {
         let g = &self.geometry;
         let r = &self.lower;
         let (u, v) = (&r.u, &r.v);
         let open = f64::from(motion.mouth_open.clamp(0.0, 1.0));
         let round = f64::from(motion.mouth_round.clamp(0.0, 1.0));
-        let reach =
-            f64::from(motion.mouth_width.clamp(-1.0, 1.0)) * SPREAD_REACH - round * ROUND_REACH;
+        let spread = (f64::from(motion.mouth_width) + actions.mouth_width).clamp(-1.0, 1.0);
+        let reach = spread * SPREAD_REACH - round * ROUND_REACH;
         // The opening spans the mouth as its corners now stand (rounding draws them in,
         // which makes the same opening look round).
         let half_width = (g.half_width + reach).max(0.15);
@@ -564,6 +581,26 @@ impl FaceRig {
         let t_wide = (u - g.mouth_u) / g.half_width;
         let beyond = smoothstep(1.0, 1.8, &t_wide.abs());
         let u_source = u - t_wide.clamp(-1.0, 1.0) * (1.0f64 - beyond) * &r.lip_band * reach;
+        if actions.moves_lower_face() {
+            // Mouth corners and cheeks lifted (or lowered) by smooth bumps: a point
+            // shows what lay `lift` below it.
+            let bump = |u0: f64, v0: f64, su: f64, sv: f64| {
+                (-((u - u0) / su).square() - ((v - v0) / sv).square()).exp()
+            };
+            for (side, lift) in [
+                (-1.0, actions.corner_lift[0]),
+                (1.0, actions.corner_lift[1]),
+            ] {
+                if lift != 0.0 {
+                    let corner = g.mouth_u + side * half_width;
+                    v_source += bump(corner, g.corner_v, 0.3, 0.25) * lift;
+                }
+            }
+            if actions.cheek_raise != 0.0 {
+                let cheeks = bump(-0.55, 0.48, 0.25, 0.15) + bump(0.55, 0.48, 0.25, 0.15);
+                v_source += cheeks * actions.cheek_raise;
+            }
+        }
         let mut layers = Layers::new(u_source, v_source);
 
         // Nothing to paint unless the mouth opens wider than the portrait's.
@@ -611,45 +648,100 @@ impl FaceRig {
         layers
     }
 
-    /// Eyelids and brows on the upper region's field grid, or `None` when both rest.
-    fn upper_face(&self, motion: &FaceMotion) -> Option<Layers> {
-        let brow = f64::from(motion.brow_raise.clamp(0.0, 1.0)) * BROW_LIFT;
-        let blinks = [(-0.5, motion.blink_left), (0.5, motion.blink_right)];
-        if brow <= 0.0 && blinks.iter().all(|(_, b)| *b <= 0.0) {
+    /// Eyelids, irises and brows on the upper region's field grid, or `None` when all
+    /// rest.
+    fn upper_face(&self, motion: &FaceMotion, actions: &Actions) -> Option<Layers> {
+        let brow = (f64::from(motion.brow_raise.clamp(0.0, 1.0)) + actions.brow_raise)
+            .clamp(0.0, 1.5)
+            * BROW_LIFT;
+        let narrow = (-actions.lids).clamp(0.0, 1.0) * LID_NARROW;
+        let widen = actions.lids.clamp(0.0, 1.0) * LID_WIDEN;
+        let closure = |blink: f32| 1.0 - (1.0 - f64::from(blink.clamp(0.0, 1.0))) * (1.0 - narrow);
+        let blinks = [
+            (-0.5, closure(motion.blink_left)),
+            (0.5, closure(motion.blink_right)),
+        ];
+        let g = &self.geometry;
+        let iris = expression::iris_shift(&motion.controls);
+        // The iris may move at most so far that the sclera beside it is squeezed, never
+        // folded (the weight's steepest slope is 1.5 over its falloff).
+        let limit = 0.6 * (g.eye_half_width - IRIS_RADIUS).max(0.0);
+        let iris = (iris.0.clamp(-limit, limit), iris.1.clamp(-limit, limit));
+        let knit = actions.brow_knit.clamp(0.0, 1.0);
+        let rests = brow <= 0.0
+            && blinks.iter().all(|(_, b)| *b <= 0.0)
+            && !actions.moves_upper_face()
+            && iris == (0.0, 0.0);
+        if rests {
             return None;
         }
-        let g = &self.geometry;
         let r = &self.upper;
         let (u, v) = (&r.u, &r.v);
-        let mut v_source = v + &r.brows * brow;
+        let mut u_source = u.shallow_clone();
+        let mut v_source =
+            v + (&r.brows[0] + &r.brows[1]) * brow + &r.inner_brows * actions.brow_inner;
+        if knit > 0.0 {
+            // Lowered and drawn in: each brow shows what lay above it and further out.
+            v_source -= (&r.brows[0] + &r.brows[1]) * (knit * KNIT_DOWN);
+            u_source = u_source - &r.brows[0] * (knit * KNIT_IN) + &r.brows[1] * (knit * KNIT_IN);
+        }
         let feather = 0.8 / g.iod; // about one pixel, in face units
         let mut lashes = Tensor::zeros_like(u);
         for (eye_u, blink) in blinks {
-            let blink = f64::from(blink.clamp(0.0, 1.0));
-            if blink <= 0.0 {
+            if blink <= 0.0 && widen == 0.0 {
                 continue;
             }
             let te = (u - eye_u) / g.eye_half_width;
             let profile = (1.0f64 - te.square()).clamp_min(0.0).sqrt();
             let lid_rest = &profile * (-LID_UP);
             let lid_floor = &profile * (LID_DOWN * 0.85);
-            let lid = &lid_rest + (&lid_floor - &lid_rest) * blink;
-            // The lid skin above the eye slides down over it; below the lid's edge the
-            // eye stays as it was (what the lid covers is simply not seen).
+            let lid_open = &lid_rest - &profile * widen;
+            let lid = &lid_open + (&lid_floor - &lid_open) * blink;
+            // The lid skin above the eye slides down over it (or up, widened); below the
+            // lid's edge the eye stays as it was (what the lid covers is simply not
+            // seen), except that a lid raised above its rest shows the eye stretched up.
             let span = (&lid - LID_SKIN_TOP).clamp_min(1e-4);
             let stretched = LID_SKIN_TOP + (v - LID_SKIN_TOP) * (&lid_rest - LID_SKIN_TOP) / &span;
+            let in_eye = profile.gt(0.0);
             let covered = v
                 .ge(LID_SKIN_TOP)
                 .logical_and(&v.lt_tensor(&lid))
-                .logical_and(&profile.gt(0.0));
+                .logical_and(&in_eye);
             v_source = stretched.where_self(&covered, &v_source);
-            let width = 0.022 + 0.5 * feather;
-            let line = (-((v - &lid) / width).square()).exp()
-                * profile.sqrt()
-                * ((blink * 1.6).min(1.0) * 0.75);
-            lashes = lashes.maximum(&line);
+            if widen > 0.0 {
+                let raised = lid.lt_tensor(&lid_rest);
+                let below = (&lid_floor - &lid).clamp_min(1e-4);
+                let opened = &lid_rest + (v - &lid) * (&lid_floor - &lid_rest) / below;
+                let revealed = v
+                    .ge_tensor(&lid)
+                    .logical_and(&v.lt_tensor(&lid_floor))
+                    .logical_and(&raised)
+                    .logical_and(&in_eye);
+                v_source = opened.where_self(&revealed, &v_source);
+            }
+            if blink > 0.0 {
+                let width = 0.022 + 0.5 * feather;
+                let line = (-((v - &lid) / width).square()).exp()
+                    * profile.sqrt()
+                    * ((blink * 1.6).min(1.0) * 0.75);
+                lashes = lashes.maximum(&line);
+            }
         }
-        let mut layers = Layers::new(u.shallow_clone(), v_source);
+        if iris != (0.0, 0.0) {
+            // The irises turn: inside each eye opening the picture moves by the iris's
+            // displacement, squeezing the sclera ahead of it and stretching it behind;
+            // nothing moves at the eye's corners, and the lids follow a little (as they
+            // do a vertical gaze).
+            let mut weight = Tensor::zeros_like(u);
+            for eye_u in [-0.5, 0.5] {
+                let across = (&u_source - eye_u).abs();
+                weight += (1.0f64 - smoothstep(IRIS_RADIUS, g.eye_half_width, &across))
+                    * (1.0f64 - smoothstep(0.07, 0.2, &v_source.abs()));
+            }
+            u_source = &u_source - &weight * iris.0;
+            v_source = &v_source - &weight * iris.1;
+        }
+        let mut layers = Layers::new(u_source, v_source);
         layers.paint(&self.colours.lash, &lashes);
         Some(layers)
     }
