@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gstvasafacegen::core::{FaceMotion, FrameRate, FrameSize, FrameSpan, Motion, SampleStore};
+use gstvasafacegen::core::{
+    Emotion, FaceControls, FaceMotion, FrameRate, FrameSize, FrameSpan, Motion, SampleStore,
+};
 use gstvasafacegen::engine::{Engine, EngineSpec};
 use gstvasafacegen::models::mouth::MouthModel;
 use gstvasafacegen::portrait::Portrait;
@@ -85,6 +87,25 @@ fn builtin(c: &mut Criterion) {
         .unwrap();
     group.bench_function("render_per_frame_512x512_closeup_cpu", |b| {
         b.iter(|| engine.render(&motion, &close_source, size).unwrap())
+    });
+
+    // The same with every face control away from its rest: an emotion, a gaze and a
+    // head distance (the last adds a pass over the whole frame).
+    let mut controls = FaceControls {
+        gaze: (15.0, 5.0),
+        distance: 1.1,
+        ..FaceControls::default()
+    };
+    controls.emotion[Emotion::Happy.index()] = 1.0;
+    let Motion::Face(face) = motion else {
+        unreachable!("face motion")
+    };
+    let controlled = Motion::Face(FaceMotion { controls, ..face });
+    group.bench_function("render_per_frame_512x512_controls_cpu", |b| {
+        b.iter(|| engine.render(&controlled, &source, size).unwrap())
+    });
+    group.bench_function("render_per_frame_512x512_closeup_controls_cpu", |b| {
+        b.iter(|| engine.render(&controlled, &close_source, size).unwrap())
     });
 
     // Motion and rendering together, as the element runs them for each frame.

@@ -473,10 +473,11 @@ impl MotionSource for DittoMotion {
             let starting_to_pause = !was_resting && mouth_rest > 0.5;
             timer.step(*time, starting_to_pause, random) as f32
         });
+        let eased = self.easing.step(&self.controls, window.frame_seconds());
         let controls = DriveControls {
             head: self.controls.head_motion,
             expression: self.controls.expression_scale,
-            gaze: self.controls.gaze.degrees(),
+            gaze: eased.gaze,
             mouth_rest,
         };
         let source_row = self.layout.row_of(&portrait.keypoints);
@@ -508,10 +509,7 @@ impl MotionSource for DittoMotion {
             blink,
             composition: Composition::Driving,
             // Emotion and gaze are Ditto's own conditions; the renderer adds the distance.
-            controls: self
-                .easing
-                .step(&self.controls, window.frame_seconds())
-                .distance_only(),
+            controls: eased.distance_only(),
         }))
     }
 }

@@ -9,6 +9,8 @@
 
 #[path = "common.rs"]
 mod common;
+#[path = "controls.rs"]
+mod controls;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -42,6 +44,8 @@ struct Args {
 const FPS: i32 = 25;
 /// The element's default lookahead (latency property), in samples.
 const LOOKAHEAD: usize = 1600;
+/// Speech clips whose every frame the face mesh reads for the head's angles.
+const JUDGED_CLIPS: usize = 12;
 /// Silence added after each utterance, to watch the mouth close.
 const TAIL_SECONDS: f64 = 1.5;
 const SIZE: FrameSize = FrameSize {
@@ -942,6 +946,21 @@ fn run(args: &Args) -> Result<bool, String> {
         );
     }
     let _ = writeln!(report);
+    // The face as an independent judge (the face mesh) reads it on rendered frames.
+    let mut judge = controls::Judge::new(&source, SIZE)?;
+    let judged: Vec<(Vec<FaceMotion>, Vec<bool>)> = speech
+        .iter()
+        .take(JUDGED_CLIPS)
+        .map(|c| {
+            (
+                c.motions.clone(),
+                (0..c.motions.len()).map(|i| c.speaking(i)).collect(),
+            )
+        })
+        .collect();
+    let _ = writeln!(report, "## The face as the face mesh reads it\n");
+    let _ = writeln!(report, "{}", controls::head_angles(&mut judge, &judged)?);
+    let _ = writeln!(report, "{}", controls::effects(&mut judge)?);
     let _ = writeln!(report, "## Plots\n");
     let _ = writeln!(
         report,
