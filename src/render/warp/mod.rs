@@ -7,7 +7,7 @@
 //! unit = the inter-ocular distance (IOD). Only a region of interest around the head is
 //! warped; outside the head-and-neck mask the frame is the fitted portrait, untouched.
 //!
-//! Two passes per frame:
+//! Two passes per frame (three with a head distance other than 1):
 //! 1. local deformations, in two regions split by a line between the eyes and the mouth:
 //!    below it the jaw (a piecewise-linear remap of v per column, through knots at the
 //!    nose base, the lips' opening, the chin and the neck), lip spread/rounding and the
@@ -15,6 +15,11 @@
 //! 2. head motion: roll about the neck, yaw/pitch parallax, translation, all weighted
 //!    by a feathered head mask that is exactly zero outside it. The head's displacement
 //!    is smooth, so it is computed on a coarse grid and interpolated.
+//! 3. head distance (`zoom.rs`): the whole frame scaled about the face, fading to none
+//!    at the frame's edges.
+//!
+//! The face controls (`expression.rs`) act in the first pass: the emotion as facial
+//! actions (mouth corners, cheeks, brows, lids), the gaze as the irises' shift.
 //!
 //! Work scales with the face's area in the frame; parts with nothing to do (no blink,
 //! a still head) are skipped.
@@ -22,6 +27,7 @@
 mod expression;
 mod field;
 mod rig;
+mod zoom;
 
 use std::sync::Arc;
 
