@@ -9,6 +9,7 @@ use tch::Device;
 
 use super::MotionSource;
 use super::procedural::{Blinks, ControlEasing, HeadMotion};
+use super::prosody::{self, Intonation, PITCH_SPAN};
 use crate::core::random::SplitMix64 as Random;
 use crate::core::{
     AudioWindow, CpuThreads, Error, FaceMotion, Motion, MotionControls, MotionKind, guarded,
@@ -106,9 +107,18 @@ impl MotionSource for BuiltinMotion {
             self.mouth.predict(samples, centre, samples.len() as i64)
         })?;
         let level = level_db(audio.frame_samples());
+        // The voice's pitch over the span centred on the frame's middle (or the latest
+        // span there is, with little lookahead).
+        let start = (centre.max(0) as usize)
+            .saturating_sub(PITCH_SPAN / 2)
+            .min(samples.len().saturating_sub(PITCH_SPAN));
+        let pitch = samples
+            .get(start..start + PITCH_SPAN)
+            .and_then(prosody::fundamental_hz);
         Ok(Motion::Face(self.animator.next(
             mouth,
             level,
+            pitch,
             audio.frame_seconds(),
             self.controls,
         )))
@@ -157,6 +167,7 @@ pub struct SpeechAnimator {
     background: std::collections::VecDeque<(f64, f32)>,
     nod: f64,
     brow: f64,
+    intonation: Intonation,
     controls: ControlEasing,
 }
 
@@ -175,6 +186,7 @@ impl SpeechAnimator {
             background: std::collections::VecDeque::new(),
             nod: 0.0,
             brow: 0.0,
+            intonation: Intonation::default(),
             controls: ControlEasing::default(),
         }
     }
@@ -185,11 +197,13 @@ impl SpeechAnimator {
     }
 
     /// The motion of the next frame, `dt` seconds after the previous one, given the
-    /// mouth model's output and the frame's level in dBFS.
+    /// mouth model's output, the frame's level in dBFS and its pitch in Hz (`None`:
+    /// none found).
     pub fn next(
         &mut self,
         mouth: MouthOutput,
         level_db: f32,
+        pitch_hz: Option<f32>,
         dt: f64,
         controls: MotionControls,
     ) -> FaceMotion {
@@ -265,9 +279,11 @@ impl SpeechAnimator {
             .blinks
             .step(self.time, starting_to_pause, &mut self.random);
         let head_scale = self.head.ease_scale(controls.head_motion, dt);
+        // Intonation counts only the voice's pitch (not music's, not noise's).
+        let intonation = self.intonation.step(pitch_hz.filter(|_| gate > 0.5), dt);
         let head = self
             .head
-            .step(dt, self.speaking, self.nod, &mut self.random);
+            .step(dt, self.speaking, self.nod, intonation, &mut self.random);
         FaceMotion {
             mouth_open: self.mouth.0,
             mouth_width: self.mouth.1,
@@ -305,6 +321,7 @@ mod tests {
                             closure: 0.0,
                         },
                         -20.0,
+                        None,
                         0.04,
                         MotionControls::default(),
                     )
@@ -327,13 +344,13 @@ mod tests {
         };
         assert!(
             generator
-                .next(loud, -20.0, 0.04, MotionControls::default())
+                .next(loud, -20.0, None, 0.04, MotionControls::default())
                 .mouth_open
                 > 0.7
         );
         assert_eq!(
             generator
-                .next(loud, -70.0, 0.04, MotionControls::default())
+                .next(loud, -70.0, None, 0.04, MotionControls::default())
                 .mouth_open,
             0.0
         );
@@ -346,7 +363,7 @@ mod tests {
         };
         assert_eq!(
             generator
-                .next(music, -20.0, 0.04, MotionControls::default())
+                .next(music, -20.0, None, 0.04, MotionControls::default())
                 .mouth_open,
             0.0
         );

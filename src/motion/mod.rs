@@ -17,6 +17,7 @@ pub mod builtin;
 pub mod ditto;
 pub mod joyvasa;
 pub mod procedural;
+pub mod prosody;
 
 use std::fmt;
 

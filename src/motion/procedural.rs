@@ -16,17 +16,32 @@ const PAUSE_BLINK_CHANCE: f64 = 0.3;
 const PAUSE_BLINK_AFTER_S: f64 = 2.0;
 
 /// Head motion: amplitude (radians / IOD) while speaking, and the share kept in silence.
-const YAW_SPEAKING: f64 = 0.05;
+const YAW_SPEAKING: f64 = 0.04;
 const PITCH_SPEAKING: f64 = 0.035;
 const ROLL_SPEAKING: f64 = 0.035;
 const SHIFT_SPEAKING: f64 = 0.025;
 const IDLE_SHARE: f64 = 0.35;
 /// How far a full nod tips the head, in radians of pitch.
 const NOD_PITCH: f64 = 0.04;
+/// How far the chin lifts per semitone the voice rises above its mean, radians.
+const INTONATION_PITCH: f64 = 0.006;
+/// Each phrase turns and tilts the head a little (standard deviation, radians), gliding
+/// there with this time constant; a pause this long ends a phrase, and after a silence
+/// this long the head comes back to the front.
+const PHRASE_YAW: f64 = 0.07;
+const PHRASE_ROLL: f64 = 0.025;
+const PHRASE_GLIDE_S: f64 = 0.8;
+const PHRASE_PAUSE_S: f64 = 0.3;
+const CALM_AFTER_S: f64 = 1.5;
 /// Time constant of the head's random drift, seconds.
 const HEAD_TIME_CONSTANT_S: f64 = 1.1;
-/// Time constant with which a change of the `head-motion` control eases in, seconds.
-const HEAD_SCALE_EASE_S: f64 = 0.5;
+/// Time constant of each of the two stages through which a change of the
+/// `head-motion` control eases in, seconds (most of it within a second, no jerk at the
+/// start).
+const HEAD_SCALE_EASE_S: f64 = 0.3;
+/// The head never turns or nods further than about this (radians; a soft limit).
+const MAX_TURN: f64 = 0.2;
+const MAX_ROLL: f64 = 0.15;
 
 /// Time constant of each of the two smoothing stages a change of gaze, head distance or
 /// emotion passes through, seconds: a change is 45% done after 100 ms, 94% after
@@ -166,6 +181,11 @@ impl Drift {
     }
 }
 
+/// `x` bent smoothly to stay within `limit` (unchanged near 0).
+fn soft_limit(x: f64, limit: f64) -> f32 {
+    (limit * (x / limit).tanh()) as f32
+}
+
 /// The head's pose in one frame: rotation in radians, translation in inter-ocular
 /// distances (the signs of [`crate::core::FaceMotion`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,14 +197,18 @@ pub struct HeadPose {
     pub shift_y: f32,
 }
 
-/// Head motion like a listener's or a speaker's: a smooth random drift in yaw, pitch,
-/// roll and position, livelier while speaking, with nods on emphasis, scaled by the
-/// `head-motion` control (eased in, never jumping).
+/// Head motion like a speaker's: a smooth random drift in yaw, pitch, roll and
+/// position, livelier while speaking; a new turn and tilt for each phrase, glided into;
+/// nods on emphasis and the chin lifting with the voice's pitch; calm in silence; scaled
+/// by the `head-motion` control (eased in, never jumping).
 #[derive(Debug, Clone)]
 pub struct HeadMotion {
     drift: [Drift; 5],
     /// Smoothed head-motion scale.
     scale: f64,
+    /// The first stage of the scale's easing.
+    scale_stage: f64,
+    phrase: PhraseTurn,
 }
 
 impl Default for HeadMotion {
@@ -192,7 +216,56 @@ impl Default for HeadMotion {
         Self {
             drift: [Drift::default(); 5],
             scale: f64::NAN,
+            scale_stage: f64::NAN,
+            phrase: PhraseTurn::default(),
         }
+    }
+}
+
+/// The turn and tilt of the current phrase (radians), and how it got there.
+#[derive(Debug, Clone, Copy)]
+struct PhraseTurn {
+    target: (f64, f64),
+    now: (f64, f64),
+    in_phrase: bool,
+    silent_for: f64,
+}
+
+impl Default for PhraseTurn {
+    fn default() -> Self {
+        Self {
+            target: (0.0, 0.0),
+            now: (0.0, 0.0),
+            in_phrase: false,
+            silent_for: f64::INFINITY,
+        }
+    }
+}
+
+impl PhraseTurn {
+    fn step(&mut self, dt: f64, speaking: f64, random: &mut Random) -> (f64, f64) {
+        if speaking > 0.5 {
+            if !self.in_phrase {
+                self.target = (
+                    random.gaussian() * PHRASE_YAW,
+                    random.gaussian() * PHRASE_ROLL,
+                );
+                self.in_phrase = true;
+            }
+            self.silent_for = 0.0;
+        } else {
+            self.silent_for += dt;
+            if self.silent_for >= PHRASE_PAUSE_S {
+                self.in_phrase = false;
+            }
+            if self.silent_for >= CALM_AFTER_S {
+                self.target = (0.0, 0.0);
+            }
+        }
+        let glide = 1.0 - (-dt / PHRASE_GLIDE_S).exp();
+        self.now.0 += (self.target.0 - self.now.0) * glide;
+        self.now.1 += (self.target.1 - self.now.1) * glide;
+        self.now
     }
 }
 
@@ -202,23 +275,47 @@ impl HeadMotion {
         let target = f64::from(control.clamp(0.0, 2.0));
         if self.scale.is_nan() {
             self.scale = target;
+            self.scale_stage = target;
         }
-        self.scale += (target - self.scale) * (1.0 - (-dt / HEAD_SCALE_EASE_S).exp());
+        let rate = 1.0 - (-dt / HEAD_SCALE_EASE_S).exp();
+        self.scale_stage += (target - self.scale_stage) * rate;
+        self.scale += (self.scale_stage - self.scale) * rate;
         self.scale
     }
 
-    /// The pose after `dt` more seconds, given how much the person is speaking (0..1)
-    /// and nodding (0..1). Call [`HeadMotion::ease_scale`] first in each frame.
-    pub fn step(&mut self, dt: f64, speaking: f64, nod: f64, random: &mut Random) -> HeadPose {
+    /// The pose after `dt` more seconds, given how much the person is speaking (0..1),
+    /// nodding (0..1) and how far their voice stands above its mean pitch (semitones,
+    /// [`super::prosody::Intonation`]). Call [`HeadMotion::ease_scale`] first in each
+    /// frame.
+    pub fn step(
+        &mut self,
+        dt: f64,
+        speaking: f64,
+        nod: f64,
+        intonation: f64,
+        random: &mut Random,
+    ) -> HeadPose {
         let liveliness = (IDLE_SHARE + (1.0 - IDLE_SHARE) * speaking) * self.scale;
         let mut drift = [0.0; 5];
         for (value, process) in drift.iter_mut().zip(self.drift.iter_mut()) {
             *value = process.step(dt, random);
         }
+        let (phrase_yaw, phrase_roll) = self.phrase.step(dt, speaking, random);
+        // A rising voice lifts the chin (negative pitch).
+        let lift = intonation * INTONATION_PITCH * speaking;
         HeadPose {
-            yaw: (drift[0] * YAW_SPEAKING * liveliness) as f32,
-            pitch: ((drift[1] * PITCH_SPEAKING + nod * NOD_PITCH) * liveliness) as f32,
-            roll: (drift[2] * ROLL_SPEAKING * liveliness) as f32,
+            yaw: soft_limit(
+                (drift[0] * YAW_SPEAKING + phrase_yaw) * liveliness,
+                MAX_TURN,
+            ),
+            pitch: soft_limit(
+                (drift[1] * PITCH_SPEAKING + nod * NOD_PITCH - lift) * liveliness,
+                MAX_TURN,
+            ),
+            roll: soft_limit(
+                (drift[2] * ROLL_SPEAKING + phrase_roll) * liveliness,
+                MAX_ROLL,
+            ),
             shift_x: (drift[3] * SHIFT_SPEAKING * liveliness) as f32,
             shift_y: (drift[4] * SHIFT_SPEAKING * 0.6 * liveliness) as f32,
         }
@@ -310,7 +407,7 @@ mod tests {
             let poses: Vec<HeadPose> = (0..1500)
                 .map(|_| {
                     head.ease_scale(scale, 0.04);
-                    head.step(0.04, speaking, 0.0, &mut random)
+                    head.step(0.04, speaking, 0.0, 0.0, &mut random)
                 })
                 .collect();
             poses
@@ -381,5 +478,64 @@ mod tests {
         let target = FaceControls::target(&wild);
         assert_eq!(target.distance, MotionControls::HEAD_DISTANCE.1);
         assert_eq!(target.weight(Emotion::Angry), 1.0);
+    }
+
+    #[test]
+    fn the_head_turns_with_each_phrase_lifts_with_a_rising_voice_and_calms_in_silence() {
+        let mut random = Random(11);
+        let mut head = HeadMotion::default();
+        let dt = 0.04;
+        // Twelve phrases of 2.4 s, 0.8 s apart, the voice rising and falling by 4
+        // semitones every 1.2 s; then 8 s of silence.
+        let (mut phrase_ends, mut speech) = (Vec::new(), Vec::new());
+        for phrase in 0..12 {
+            for i in 0..60 {
+                let t = f64::from(i) * dt;
+                let intonation = 4.0 * (std::f64::consts::TAU * t / 1.2).sin();
+                head.ease_scale(1.0, dt);
+                let pose = head.step(dt, 1.0, 0.0, intonation, &mut random);
+                speech.push((intonation, f64::from(pose.pitch)));
+                if i == 59 {
+                    phrase_ends.push(f64::from(pose.yaw));
+                }
+            }
+            for _ in 0..20 {
+                head.ease_scale(1.0, dt);
+                head.step(dt, 0.0, 0.0, 0.0, &mut random);
+            }
+            let _ = phrase;
+        }
+        let mean = phrase_ends.iter().sum::<f64>() / 12.0;
+        let spread = (phrase_ends.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / 12.0).sqrt();
+        assert!(
+            spread.to_degrees() > 1.5,
+            "phrases turn the head by {spread} rad"
+        );
+        let correlation = {
+            let n = speech.len() as f64;
+            let (mx, my) = (
+                speech.iter().map(|s| s.0).sum::<f64>() / n,
+                speech.iter().map(|s| s.1).sum::<f64>() / n,
+            );
+            let cov: f64 = speech.iter().map(|s| (s.0 - mx) * (s.1 - my)).sum();
+            let (vx, vy): (f64, f64) = (
+                speech.iter().map(|s| (s.0 - mx).powi(2)).sum(),
+                speech.iter().map(|s| (s.1 - my).powi(2)).sum(),
+            );
+            cov / (vx * vy).sqrt()
+        };
+        assert!(correlation < -0.4, "chin and voice: r = {correlation}");
+        let silence: Vec<f64> = (0..200)
+            .map(|_| {
+                head.ease_scale(1.0, dt);
+                f64::from(head.step(dt, 0.0, 0.0, 0.0, &mut random).yaw)
+            })
+            .collect();
+        let late = &silence[100..];
+        let calm = late.iter().map(|y| y.abs()).fold(0.0, f64::max);
+        assert!(
+            calm < 0.03,
+            "in silence the head stays near the front: {calm}"
+        );
     }
 }
