@@ -211,6 +211,57 @@ fn opening_the_mouth_shows_a_dark_cavity_and_closing_covers_the_teeth() {
 }
 
 #[test]
+fn a_wide_open_mouth_shows_lower_teeth_and_a_tongue_below_its_dark_top() {
+    let mut engine = WarpRenderer::new(Device::Cpu);
+    let source = prepared(&engine, &astronaut());
+    let layout = source.face.layout;
+    let iod = f64::from(layout.inter_ocular());
+    let (x, y) = (layout.mouth_centre.x as i64, layout.mouth_centre.y as i64);
+    let open = engine
+        .draw(
+            &FaceMotion {
+                mouth_open: 1.0,
+                ..FaceMotion::default()
+            },
+            &source,
+            SIZE,
+        )
+        .unwrap();
+    // The middle column of the mouth, from the lip line down to well below the
+    // opened lower lip: (r, g, b) per row.
+    let rows = (0.45 * iod) as i64;
+    let column =
+        open.narrow(1, y, rows)
+            .narrow(2, x - 2, 5)
+            .mean_dim([2].as_slice(), false, Kind::Float);
+    let pixel =
+        |row: i64| -> [f64; 3] { std::array::from_fn(|c| column.double_value(&[c as i64, row])) };
+    let luma = |p: [f64; 3]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+    let lumas: Vec<f64> = (0..rows).map(|r| luma(pixel(r))).collect();
+    // The darkest row is the cavity's; below it, before the lower lip, a light band (the
+    // lower teeth) and between them a red one (the tongue) that is neither.
+    let darkest = (0..rows as usize)
+        .min_by(|a, b| lumas[*a].total_cmp(&lumas[*b]))
+        .unwrap();
+    assert!(lumas[darkest] < 0.2, "{lumas:?}");
+    let teeth = (darkest..rows as usize)
+        .find(|&r| lumas[r] > lumas[darkest] + 0.45)
+        .expect("a light band below the cavity");
+    let teeth_pixel = pixel(teeth as i64);
+    assert!(
+        teeth_pixel[0] - teeth_pixel[2] < 0.2,
+        "the band below the cavity is not teeth-coloured: {teeth_pixel:?}, {lumas:?}"
+    );
+    let reddest = (darkest..teeth)
+        .map(|r| {
+            let p = pixel(r as i64);
+            p[0] - (p[1] + p[2]) / 2.0
+        })
+        .fold(f64::MIN, f64::max);
+    assert!(reddest > 0.15, "no tongue between: {reddest}");
+}
+
+#[test]
 fn a_blink_covers_the_eyes_and_reopens_exactly() {
     let mut engine = WarpRenderer::new(Device::Cpu);
     let source = prepared(&engine, &astronaut());

@@ -45,12 +45,13 @@ const YAW_PARALLAX: f64 = 0.8;
 const PITCH_PARALLAX: f64 = 0.7;
 
 /// Colours painted into an opened mouth (linear-ish sRGB in [0, 1]).
-/// Inner side of the lips, the dark of the mouth, the tongue.
+/// Inner side of the lips, the dark of the mouth and its darkest back, the tongue.
 const CAVITY_LIP: [f64; 3] = [0.36, 0.14, 0.13];
-const CAVITY_DARK: [f64; 3] = [0.11, 0.035, 0.035];
-const CAVITY_TONGUE: [f64; 3] = [0.42, 0.17, 0.16];
+const CAVITY_DARK: [f64; 3] = [0.25, 0.085, 0.08];
+const CAVITY_THROAT: [f64; 3] = [0.09, 0.025, 0.025];
+const CAVITY_TONGUE: [f64; 3] = [0.45, 0.19, 0.18];
 const TEETH_UPPER: [f64; 3] = [0.86, 0.84, 0.80];
-const TEETH_LOWER: [f64; 3] = [0.74, 0.71, 0.67];
+const TEETH_LOWER: [f64; 3] = [0.82, 0.79, 0.74];
 const LASH: [f64; 3] = [0.08, 0.06, 0.06];
 
 /// The face in face units, for one frame size.
@@ -256,6 +257,7 @@ pub struct FaceRig {
 struct Colours {
     lip: Tensor,
     dark: Tensor,
+    throat: Tensor,
     tongue: Tensor,
     teeth_upper: Tensor,
     teeth_lower: Tensor,
@@ -412,6 +414,7 @@ impl FaceRig {
         let colours = Colours {
             lip: colour(CAVITY_LIP)?,
             dark: colour(CAVITY_DARK)?,
+            throat: colour(CAVITY_THROAT)?,
             tongue: colour(CAVITY_TONGUE)?,
             teeth_upper: colour(TEETH_UPPER)?,
             teeth_lower: colour(TEETH_LOWER)?,
@@ -562,40 +565,58 @@ impl FaceRig {
         if centre_delta <= 0.0 {
             return layers;
         }
-        // Paint the opened mouth: dark inside, the lips' inner side at the edges, the
-        // tongue low in a wide mouth.
+        // Paint the opened mouth, softly edged (over about 2% of the IOD, at least 1.5
+        // pixels): the lips' wet inner side at the edges, a cavity darkening towards the
+        // back of the mouth, under the upper teeth and into the corners, a tongue low in
+        // a wide mouth, the lower teeth above the lower lip as the jaw drops.
         let c = &self.colours;
         let gap_px = (&t3 - &t2) * g.iod;
         let from_top = (v - &t2) * g.iod; // pixels below the upper edge of the opening
         let from_bottom = (&t3 - v) * g.iod; // pixels above the lower lip
-        let inside_gap = (&from_top + 0.5).clamp(0.0, 1.0) * (&from_bottom + 0.5).clamp(0.0, 1.0);
+        let soft = (0.02 * g.iod).max(1.5);
+        let inside_gap = ((&from_top + 0.5) / soft).clamp(0.0, 1.0)
+            * ((&from_bottom + 0.5) / soft).clamp(0.0, 1.0);
         // No paint for sub-pixel openings: they would read as lines, not as a mouth.
         let cavity_alpha = &inside_gap * ((&gap_px - 0.6).clamp(0.0, 1.0));
-        let edge = from_top.minimum(&from_bottom);
-        let depth = (v - &t2) / (&t3 - &t2).clamp_min(1e-4);
-        let tongue =
-            smoothstep(0.55, 1.0, &depth) * smoothstep(0.12 * g.iod, 0.25 * g.iod, &gap_px);
-        let cavity = &c.lip
-            + (&c.dark - &c.lip) * plane(&smoothstep(0.0, 2.5, &edge))
-            + (&c.tongue - &c.dark) * plane(&(tongue * 0.7));
+        let depth = (v - &t2) / (&t3 - &t2).clamp_min(1e-4); // 0 at the top .. 1 at the bottom
+        let across = t.abs();
+        // Light reaches the middle and the lower part; the top (in the upper teeth's
+        // shadow) and the corners stay darkest.
+        let light = smoothstep(0.05, 0.6, &depth) * (1.0f64 - smoothstep(0.35, 1.0, &across));
+        let inner_lip =
+            1.0f64 - smoothstep(0.0, 0.035 * g.iod, &from_bottom.minimum(&(&from_top * 1.5)));
+        let cavity = &c.throat
+            + (&c.dark - &c.throat) * plane(&light)
+            + (&c.lip - &c.dark) * plane(&(inner_lip * 0.8));
         layers.paint(&cavity, &cavity_alpha);
-        // Teeth, in the middle of the mouth only: the lower row above the lower lip once
-        // the mouth is well open; the upper row only where the portrait shows none.
-        let middle = 1.0f64 - smoothstep(0.45, 0.75, &t.abs());
-        if centre_delta > 0.18 {
-            let lower_teeth = (&from_bottom - 0.2).clamp(0.0, 1.0)
-                * (1.0f64 - (&from_bottom - 0.035 * g.iod).clamp(0.0, 1.0))
-                * smoothstep(0.18 * g.iod, 0.28 * g.iod, &gap_px)
-                * &middle
-                * &cavity_alpha
-                * 0.5;
-            layers.paint(&c.teeth_lower, &lower_teeth);
-        }
+        let wide = |from: f64, to: f64| smoothstep(from * g.iod, to * g.iod, &gap_px);
+        // The tongue: a soft ellipse resting behind the lower teeth.
+        let tongue = (1.0f64
+            - (((&t) / 0.62).square() + ((&depth - 0.9) / 0.45).square()).clamp(0.0, 1.0))
+        .sqrt()
+            * wide(0.06, 0.16)
+            * &cavity_alpha;
+        let tongue_colour = &c.tongue * plane(&(0.8 + (1.0f64 - &depth) * 0.4));
+        layers.paint(&tongue_colour, &(tongue * 0.85));
+        // Lower teeth: a band above the lower lip, as tall as a third of the opening
+        // (at most 0.055 IOD), across the middle, shaded towards the sides.
+        let band = (&gap_px * 0.3).clamp_max(0.055 * g.iod);
+        let middle_lower = 1.0f64 - smoothstep(0.3, 0.62, &across);
+        let lower_teeth = ((&from_bottom - 0.3) / soft).clamp(0.0, 1.0)
+            * (1.0f64 - ((&from_bottom - &band) / soft).clamp(0.0, 1.0))
+            * &middle_lower
+            * wide(0.07, 0.16)
+            * &cavity_alpha
+            * 0.9;
+        let teeth_shade = 1.0f64 - smoothstep(0.0, 0.62, &across) * 0.25;
+        layers.paint(&(&c.teeth_lower * plane(&teeth_shade)), &lower_teeth);
+        // Upper teeth only where the portrait shows none.
         if g.source_gap < 0.04 {
+            let middle = 1.0f64 - smoothstep(0.45, 0.75, &across);
             let band = (&gap_px * 0.3).clamp_max(0.075 * g.iod);
-            let upper_teeth = (&from_top - 0.2).clamp(0.0, 1.0)
-                * (1.0f64 - (&from_top - &band).clamp(0.0, 1.0))
-                * smoothstep(0.08 * g.iod, 0.16 * g.iod, &gap_px)
+            let upper_teeth = ((&from_top - 0.2) / soft).clamp(0.0, 1.0)
+                * (1.0f64 - ((&from_top - &band) / soft).clamp(0.0, 1.0))
+                * wide(0.08, 0.16)
                 * &middle
                 * &cavity_alpha;
             layers.paint(&c.teeth_upper, &upper_teeth);
