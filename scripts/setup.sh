@@ -31,6 +31,8 @@ packages=(
     # The live agent example (examples/python/tts_avatar.py, run by `make test`):
     # PyGObject for the system python, and a voice.
     python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 espeak-ng
+    # vasafacegen-serve (WebRTC to a browser) and its test in a headless Chromium.
+    gstreamer1.0-plugins-bad libgstreamer-plugins-bad1.0-dev gstreamer1.0-nice chromium
 )
 if [ "${1:-}" = "--with-tts" ]; then
     packages+=(libespeak-ng1 festival festvox-kallpc16k festvox-kdlpc16k
