@@ -10,7 +10,7 @@ export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 # The demo and tests run on every core the machine has.
 CARGO_FEATURES = $$(test "$$(cat .venv/torch-set 2>/dev/null)" = cuda && echo --features cuda)
 
-.PHONY: setup setup-tts build demo test lint bench clean train-builtin eval-builtin parity-liveportrait parity-joyvasa parity-ditto
+.PHONY: setup setup-tts build demo serve test lint bench clean train-builtin eval-builtin parity-liveportrait parity-joyvasa parity-ditto
 
 # The builtin engine's mouth model: data, training, evaluation (see docs/builtin-eval).
 BUILTIN_DATA := data/builtin
@@ -30,6 +30,10 @@ demo: build
 	./target/release/vasafacegen-render --force \
 	    --image assets/astronaut.png --audio assets/speech.wav --out out/demo.mp4
 	@echo "Play it with: gst-play-1.0 out/demo.mp4   (or any video player)"
+
+# Talk to the avatar from a browser: open http://127.0.0.1:8080/ (see README).
+serve: build
+	./target/release/vasafacegen-serve --image assets/astronaut.png
 
 # Every test: unit tests, Harness tests, pipelines, error cases. The release profile is
 # shared with `make demo`, so a machine builds the dependencies once.

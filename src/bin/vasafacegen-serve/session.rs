@@ -385,7 +385,9 @@ fn wait_for_caps(webrtc: &gst::Element, timeout: Duration) -> Result<(), String>
         .find(|pad| pad.peer().is_some())
         .ok_or("nothing feeds webrtcbin")?;
     let (tx, rx) = mpsc::sync_channel(1);
-    let probe = pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+    // The probe removes itself at the first caps event (when the caps were there
+    // already, at the next one: it only looks at events).
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
         if let Some(gst::PadProbeData::Event(event)) = &info.data
             && event.type_() == gst::EventType::Caps
         {
@@ -394,13 +396,7 @@ fn wait_for_caps(webrtc: &gst::Element, timeout: Duration) -> Result<(), String>
         }
         gst::PadProbeReturn::Ok
     });
-    let arrived = pad.current_caps().is_some() || rx.recv_timeout(timeout).is_ok();
-    if let Some(probe) = probe
-        && pad.current_caps().is_some()
-    {
-        pad.remove_probe(probe);
-    }
-    if arrived {
+    if pad.current_caps().is_some() || rx.recv_timeout(timeout).is_ok() {
         Ok(())
     } else {
         Err(format!(
@@ -435,8 +431,8 @@ fn add_echo_sender(pipeline: &gst::Pipeline, opus: u32) -> Result<gst::Element, 
     let description = format!(
         "audiotestsrc is-live=true wave=silence samplesperbuffer=960 \
          ! audio/x-raw,rate=48000,channels=1 ! audiomixer name=echo_mix \
-         ! audioconvert ! opusenc ! rtpopuspay pt={opus} \
-         ! application/x-rtp,media=audio,encoding-name=OPUS,payload={opus},clock-rate=48000"
+         ! audioconvert ! opusenc ! rtpopuspay pt={opus} ! capsfilter \
+           caps=application/x-rtp,media=audio,encoding-name=OPUS,payload={opus},clock-rate=48000"
     );
     let bin = gst::parse::bin_from_description(&description, true)
         .map_err(|err| format!("cannot build the echo: {err}"))?;
@@ -510,9 +506,24 @@ fn link_microphone(
         .add(&bin)
         .map_err(|_| "cannot add the microphone's decoder".to_owned())?;
     let link = |src: &gst::GhostPad, mixer: &gst::Element, what: &str| -> Result<(), String> {
-        let mixer_pad = mixer
+        let mut mixer_pad = mixer
             .request_pad_simple("sink_%u")
             .ok_or_else(|| format!("the {what} mixer gave no input"))?;
+        // The echo's mixer is inside the echo's bin: its input is reached through a
+        // ghost pad on that bin.
+        if let Some(parent) = mixer.parent().and_downcast::<gst::Bin>()
+            && parent.upcast_ref::<gst::Object>() != pipeline.upcast_ref::<gst::Object>()
+        {
+            let ghost = gst::GhostPad::with_target(&mixer_pad)
+                .map_err(|err| format!("cannot reach the {what} mixer: {err}"))?;
+            ghost
+                .set_active(true)
+                .map_err(|err| format!("cannot reach the {what} mixer: {err}"))?;
+            parent
+                .add_pad(&ghost)
+                .map_err(|_| format!("cannot reach the {what} mixer"))?;
+            mixer_pad = ghost.upcast();
+        }
         src.link(&mixer_pad)
             .map(|_| ())
             .map_err(|err| format!("cannot link the microphone to the {what}: {err:?}"))
