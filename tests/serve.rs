@@ -53,18 +53,32 @@ impl Served {
         Self { child, address }
     }
 
-    fn status(&self) -> Value {
+    /// One HTTP/1.1 request; the status code and the body.
+    fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
         write!(
             stream,
-            "GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.address
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            self.address,
+            body.len()
         )
         .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
-        let body = response.split("\r\n\r\n").nth(1).expect("a body");
-        serde_json::from_str(body).expect("status is JSON")
+        let code = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("an HTTP status line");
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        (code, body.to_owned())
+    }
+
+    fn status(&self) -> Value {
+        let (code, body) = self.request("GET", "/status", "");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status is JSON")
     }
 }
 
@@ -569,6 +583,22 @@ fn twenty_sessions_one_after_another_leave_nothing_behind() {
     let microphone = microphone_file(dir.path());
     let server = Served::start(&report, &["--width", "256", "--height", "256"]);
     let before = server.status();
+
+    // What a wrong request gets: a status and a reason, and no session.
+    let (code, why) = server.request("POST", "/whip", "not an offer");
+    assert_eq!(code, 400, "{why}");
+    assert!(why.contains("not an SDP offer"), "{why}");
+    let audio_only = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n";
+    let (code, why) = server.request("POST", "/whip", audio_only);
+    assert_eq!(code, 400, "{why}");
+    assert!(why.contains("VP8"), "{why}");
+    assert_eq!(server.request("GET", "/whip/1-00000000", "").0, 404);
+    assert_eq!(server.request("DELETE", "/whip/nothing", "").0, 404);
+    assert_eq!(server.request("POST", "/report/..%2Fescape", "x").0, 400);
+    assert_eq!(server.request("PUT", "/", "").0, 405);
+    assert_eq!(server.status()["pipelines_alive"], json!(0));
+
     let cycles: usize = 20;
     let url = format!(
         "http://{}/?autostart=1&report=1&seconds=2&snapshots=0&cycles={cycles}",
@@ -644,4 +674,24 @@ fn twenty_sessions_one_after_another_leave_nothing_behind() {
         rss_20 - rss_10 < 40.0,
         "RSS grew {rss_10:.0} -> {rss_20:.0} MiB"
     );
+}
+
+#[test]
+fn a_portrait_with_no_face_or_no_file_stops_the_server_at_start_up() {
+    for (image, expected) in [
+        ("tests/files/faces/cat.png", "no face found"),
+        ("tests/files/faces/missing.png", "no such file"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_vasafacegen-serve"))
+            .current_dir(common::repo())
+            .args(["--port", "0", "--image", image])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{image}: started");
+        assert!(
+            stderr.contains(expected) && stderr.contains(image),
+            "{image}: {stderr}"
+        );
+    }
 }

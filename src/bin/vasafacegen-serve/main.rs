@@ -36,6 +36,9 @@ struct Args {
     /// Port to listen on (0: any free one; the chosen one is printed).
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// Where the face is, "x,y,width,height" in image pixels (skips face detection).
+    #[arg(long)]
+    face_box: Option<String>,
     /// Renderer weights (vasafacegen's model property): builtin, or a model bundle.
     #[arg(long, default_value = "builtin")]
     model: String,
@@ -122,6 +125,7 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|err| format!("--image {}: {err}", args.image.display()))?;
     let config = SessionConfig {
         image: image.to_string_lossy().into_owned(),
+        face_box: args.face_box.clone(),
         model: args.model.clone(),
         motion: args.motion.clone(),
         width: args.width,
@@ -197,9 +201,7 @@ fn check_portrait(config: &SessionConfig) -> Result<(), String> {
         .downcast::<gst::Pipeline>()
         .map_err(|_| "the check is not a pipeline".to_owned())?;
     let face = pipeline.by_name("face").expect("named");
-    face.set_property("image", &config.image);
-    face.set_property("model", &config.model);
-    face.set_property_from_str("motion", &config.motion);
+    config.apply(&face);
     let bus = pipeline.bus().expect("pipelines have a bus");
     let result = pipeline.set_state(gst::State::Paused).and_then(|_| {
         pipeline

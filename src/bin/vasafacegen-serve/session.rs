@@ -23,6 +23,7 @@ use gst::prelude::*;
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub image: String,
+    pub face_box: Option<String>,
     pub model: String,
     pub motion: String,
     pub width: u32,
@@ -34,6 +35,18 @@ pub struct SessionConfig {
     pub bitrate: u32,
     /// The session ends when no microphone packet came for this long.
     pub idle_timeout: Duration,
+}
+
+impl SessionConfig {
+    /// Sets the portrait, face box, model and motion on a `vasafacegen`.
+    pub fn apply(&self, face: &gst::Element) {
+        face.set_property("image", &self.image);
+        if let Some(face_box) = &self.face_box {
+            face.set_property("face-box", face_box);
+        }
+        face.set_property("model", &self.model);
+        face.set_property_from_str("motion", &self.motion);
+    }
 }
 
 /// The microphone's jitter buffer (ms): the page and the server share one host, so the
@@ -104,8 +117,12 @@ impl Session {
         config: &SessionConfig,
         offer: &str,
     ) -> Result<(Self, String), String> {
-        let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
-            .map_err(|_| "the request body is not an SDP offer".to_owned())?;
+        // GStreamer's SDP parser takes almost any text; an offer starts with its version.
+        let not_sdp = || "the request body is not an SDP offer (it starts with v=0)".to_owned();
+        if !offer.starts_with("v=0") {
+            return Err(not_sdp());
+        }
+        let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()).map_err(|_| not_sdp())?;
         let codecs = offered_codecs(&sdp)?;
         let session = Self::build(id, config, codecs)?;
         match session.negotiate(sdp) {
@@ -146,9 +163,7 @@ impl Session {
             .map_err(|_| "the session description is not a pipeline".to_owned())?;
         let by_name = |name: &str| pipeline.by_name(name).expect("named in the description");
         let (webrtc, face, mix) = (by_name("webrtc"), by_name("face"), by_name("mix"));
-        face.set_property("image", &config.image);
-        face.set_property("model", &config.model);
-        face.set_property_from_str("motion", &config.motion);
+        config.apply(&face);
 
         let echo = if config.echo {
             Some(add_echo_sender(&pipeline, codecs.opus)?)
