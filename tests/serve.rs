@@ -113,6 +113,8 @@ impl Browser {
                 "--no-sandbox",
                 "--disable-gpu",
                 "--no-first-run",
+                // Containers often give /dev/shm only 64 MB.
+                "--disable-dev-shm-usage",
                 "--remote-debugging-pipe",
                 "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream",
