@@ -145,7 +145,7 @@ impl Session {
              ! videoconvert ! video/x-raw,format=I420 ! queue \
              ! vp8enc name=encoder deadline=1 cpu-used=8 end-usage=cbr \
                  target-bitrate={bitrate} keyframe-max-dist={keyframes} threads=1 \
-             ! rtpvp8pay pt={vp8} picture-id-mode=15-bit \
+             ! rtpvp8pay name=payloader pt={vp8} picture-id-mode=15-bit \
              ! application/x-rtp,media=video,encoding-name=VP8,payload={vp8},clock-rate=90000 \
              ! webrtc.",
             width = config.width,
@@ -182,6 +182,7 @@ impl Session {
             None
         };
 
+        hold_video_until_connected(&webrtc, &by_name("payloader"), &by_name("encoder"));
         let last_audio = Arc::new(Mutex::new(None));
         let first_frame = Arc::new(Mutex::new(None));
         let started = Instant::now();
@@ -390,6 +391,49 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.end("the server let it go");
     }
+}
+
+/// The face runs from PLAYING, but the browser can take its packets only once ICE and
+/// DTLS are through (a few hundred ms later). What the payloader makes before that is
+/// dropped, not queued: queued, it would reach the browser as a burst of stale frames.
+/// Caps and other events pass (the answer needs the caps); once connected, the encoder
+/// is asked for a key frame, the first thing the browser can decode.
+fn hold_video_until_connected(
+    webrtc: &gst::Element,
+    payloader: &gst::Element,
+    encoder: &gst::Element,
+) {
+    let connected = Arc::new(AtomicBool::new(false));
+    {
+        let connected = connected.clone();
+        let encoder = encoder.downgrade();
+        webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
+            use gst_webrtc::WebRTCPeerConnectionState as State;
+            let now = webrtc.property::<State>("connection-state") == State::Connected;
+            if now
+                && !connected.swap(true, Ordering::SeqCst)
+                && let Some(encoder) = encoder.upgrade()
+            {
+                let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                    .all_headers(true)
+                    .build();
+                encoder.send_event(event);
+            }
+        });
+    }
+    let src = payloader
+        .static_pad("src")
+        .expect("payloaders have a src pad");
+    src.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, _| {
+            if connected.load(Ordering::SeqCst) {
+                gst::PadProbeReturn::Remove
+            } else {
+                gst::PadProbeReturn::Drop
+            }
+        },
+    );
 }
 
 /// Waits until the video going into webrtcbin has caps (its first frame is on the way).
