@@ -67,9 +67,12 @@ fn main() -> Result<(), String> {
     }
     chosen.sort();
     let (x, y, width, height) = crop.expect("at least one frame");
+    // The portrait's mouth is a few dozen pixels across: enlarged to be seen.
+    const ZOOM: u32 = 3;
+    let (cell_width, cell_height) = (width * ZOOM, height * ZOOM);
     let mut strip = RgbImage::from_pixel(
-        width * chosen.len() as u32 + 4 * (chosen.len() as u32 - 1),
-        2 * height + 4,
+        cell_width * chosen.len() as u32 + 4 * (chosen.len() as u32 - 1),
+        2 * cell_height + 4,
         image::Rgb([255, 255, 255]),
     );
     for (column, &index) in chosen.iter().enumerate() {
@@ -79,11 +82,17 @@ fn main() -> Result<(), String> {
             let width = width.min(frame.width() - x);
             let height = height.min(frame.height() - y);
             let cell = image::imageops::crop_imm(&frame, x, y, width, height).to_image();
+            let cell = image::imageops::resize(
+                &cell,
+                width * ZOOM,
+                height * ZOOM,
+                image::imageops::FilterType::CatmullRom,
+            );
             strip
                 .copy_from(
                     &cell,
-                    column as u32 * (width + 4),
-                    row as u32 * (height + 4),
+                    column as u32 * (cell_width + 4),
+                    row as u32 * (cell_height + 4),
                 )
                 .map_err(|e| e.to_string())?;
         }
