@@ -28,12 +28,18 @@ enum Arrival {
     Flush { at: u64 },
     /// The application cuts the speech with the element's `interrupt` signal.
     Interrupt { at: u64 },
+    /// Upstream's latency becomes `to` (a source joined a mixer): the pipeline asks
+    /// again and sends a LATENCY event upstream.
+    Latency { at: u64, to: u64 },
 }
 
 impl Arrival {
     fn at(&self) -> u64 {
         match self {
-            Self::Audio { at, .. } | Self::Flush { at } | Self::Interrupt { at } => *at,
+            Self::Audio { at, .. }
+            | Self::Flush { at }
+            | Self::Interrupt { at }
+            | Self::Latency { at, .. } => *at,
         }
     }
 }
@@ -152,6 +158,12 @@ impl LiveRun {
                     Arrival::Interrupt { .. } => {
                         let element = self.h.element().unwrap();
                         assert!(element.emit_by_name::<bool>("interrupt", &[]));
+                    }
+                    Arrival::Latency { to, .. } => {
+                        self.h
+                            .set_upstream_latency(gst::ClockTime::from_nseconds(to));
+                        let total = gst::ClockTime::from_nseconds(self.latency());
+                        assert!(self.h.push_upstream_event(gst::event::Latency::new(total)));
                     }
                 }
                 // The element woke up for it and will wait again.
@@ -343,6 +355,63 @@ fn a_three_second_hole_in_the_audio_is_filled_on_time_at_rest() {
     let element = run.h.element().unwrap();
     assert_eq!(element.property::<u64>("late-audio-dropped"), 0);
     assert!(element.property::<u64>("frames-without-audio") >= 72);
+}
+
+#[test]
+fn upstream_latency_that_grows_mid_stream_delays_the_frames_and_drops_no_audio() {
+    let mut run = LiveRun::new(&[]);
+    let before = run.latency();
+    let speech = speech_clip(0.0, 3.0);
+    // From 1 s on the audio is stamped as before but arrives 200 ms later: a jitter
+    // buffer joined upstream, and the pipeline says so at 1 s.
+    let grown = 200 * MS;
+    let mut arrivals = spoken(&speech[..RATE as usize], 0);
+    arrivals.push(Arrival::Latency {
+        at: 1_000 * MS,
+        to: grown,
+    });
+    for arrival in spoken(&speech[RATE as usize..], 1_000 * MS) {
+        if let Arrival::Audio { at, pts, samples } = arrival {
+            arrivals.push(Arrival::Audio {
+                at: at + grown,
+                pts,
+                samples,
+            });
+        }
+    }
+    run.play_until(arrivals, 3_500 * MS);
+    assert_eq!(
+        run.latency(),
+        before + grown,
+        "the latency answer follows upstream"
+    );
+    let frames = run.frames();
+    let element = run.h.element().unwrap();
+    assert_eq!(element.property::<u64>("late-audio-dropped"), 0);
+    // Every frame of the speech has its audio, the timeline has no hole, and no frame
+    // is pushed later than the new latency allows.
+    for (n, frame) in frames.iter().enumerate() {
+        assert_eq!(
+            frame.pts,
+            n as u64 * PERIOD_MS * MS,
+            "frame {n}'s timestamp"
+        );
+        assert!(
+            frame.pushed_at <= frame.pts + before + grown,
+            "frame {n} pushed at {} ms",
+            frame.pushed_at / MS
+        );
+    }
+    let speaking = frames_in(&frames, 0, 2_900);
+    assert!(
+        speaking.iter().all(|f| !f.audio_missing),
+        "frames drawn as silence"
+    );
+    assert!(
+        frames_in(&frames, 1_000, 2_900)
+            .iter()
+            .any(|f| f.mouth_open > 0.0)
+    );
 }
 
 #[test]

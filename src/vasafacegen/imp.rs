@@ -375,6 +375,16 @@ impl VasaFaceGen {
                 }
                 gst::Pad::event_default(pad, Some(&*self.obj()), event)
             }
+            gst::EventView::Latency(_) => {
+                // The pipeline's latency changed: upstream's part may have (a source
+                // joined a mixer). Frames are due at their time plus upstream's latency
+                // plus the element's own, so the live task must know the new one or
+                // take the audio that now comes later as late.
+                if let Some(Some(upstream)) = self.upstream_liveness() {
+                    lock(&self.shared).upstream_latency_update = Some(upstream);
+                }
+                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+            }
             gst::EventView::Reconfigure(_) => {
                 let restart = lock(&self.shared).flow == Err(gst::FlowError::NotLinked);
                 if restart && let Err(err) = self.start_task() {

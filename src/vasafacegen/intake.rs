@@ -79,6 +79,10 @@ pub struct Shared {
     /// The seqnum of the last flushing seek that went upstream through the element:
     /// its flushes are forwarded downstream, as a seek's must be.
     pub seek_seqnum: Option<gst::Seqnum>,
+    /// Live: upstream's latency (ns) as asked again when the pipeline redistributed
+    /// latency (a LATENCY event): a source added to a mixer, a jitter buffer that grew.
+    /// The task takes it for the frames' due times.
+    pub upstream_latency_update: Option<u64>,
 }
 
 impl Default for Shared {
@@ -98,6 +102,7 @@ impl Default for Shared {
             interrupt_pending: false,
             interruptions: 0,
             cut_before_ns: None,
+            upstream_latency_update: None,
             clock_wait: None,
             seek_seqnum: None,
         }

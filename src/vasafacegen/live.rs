@@ -25,6 +25,8 @@ use super::timeline::FrameSlot;
 use crate::core::frame::ns_for_samples;
 use crate::core::{MotionControls, lock};
 
+const MS_NS: u64 = 1_000_000;
+
 impl VasaFaceGen {
     /// One live turn: what to push next, possibly nothing (after a wait).
     pub(super) fn next_live_outputs(
@@ -33,13 +35,26 @@ impl VasaFaceGen {
         (lookahead, allowed): (u64, u64),
         controls: &MotionControls,
     ) -> Result<Vec<Out>, gst::FlowError> {
-        let (interrupted, cut_before) = {
+        let (interrupted, cut_before, upstream_latency) = {
             let mut shared = lock(&self.shared);
             (
                 std::mem::take(&mut shared.interrupt_pending),
                 shared.cut_before_ns.take(),
+                shared.upstream_latency_update.take(),
             )
         };
+        if let Some(upstream) = upstream_latency
+            && upstream != state.upstream_latency_ns
+        {
+            gst::info!(
+                CAT,
+                imp = self,
+                "upstream latency now {} ms (was {} ms): frames are due that much later",
+                upstream / MS_NS,
+                state.upstream_latency_ns / MS_NS
+            );
+            state.upstream_latency_ns = upstream;
+        }
         if interrupted {
             self.interrupt_audio(state);
         }
