@@ -55,31 +55,40 @@ impl Served {
 
     /// One HTTP/1.1 request; the status code and the body.
     fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            self.address,
-            body.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let code = response
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .expect("an HTTP status line");
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-        (code, body.to_owned())
+        request(&self.address, method, path, body)
     }
 
     fn status(&self) -> Value {
-        let (code, body) = self.request("GET", "/status", "");
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).expect("status is JSON")
+        status(&self.address)
     }
+}
+
+/// One HTTP/1.1 request to the server at `address`; the status code and the body.
+fn request(address: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        address,
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("an HTTP status line");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (code, body.to_owned())
+}
+
+fn status(address: &str) -> Value {
+    let (code, body) = request(address, "GET", "/status", "");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("status is JSON")
 }
 
 impl Drop for Served {
@@ -420,7 +429,21 @@ fn a_browser_talks_to_the_avatar_over_webrtc() {
         std::fs::write(common::repo().join("docs/serve-page.png"), &shot).unwrap();
     }
     wait_for(&report.join("done"), Duration::from_secs(60));
-    let microphone_stopped = Instant::now();
+    // From here the server should end the session by itself (the page only stopped its
+    // microphone): watched beside the judging, which takes a while on a loaded machine.
+    let freed = {
+        let address = server.address.clone();
+        std::thread::spawn(move || {
+            let stopped = Instant::now();
+            while status(&address)["pipelines_alive"] != json!(0) {
+                if stopped.elapsed() > Duration::from_secs(12) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Some(stopped.elapsed())
+        })
+    };
     let summary: Value =
         serde_json::from_slice(&std::fs::read(report.join("summary-0.json")).unwrap()).unwrap();
     println!(
@@ -590,17 +613,13 @@ fn a_browser_talks_to_the_avatar_over_webrtc() {
 
     // The page only stopped its microphone: the server ends the session after its idle
     // timeout (4 s here) and frees the pipeline.
-    while server.status()["pipelines_alive"] != json!(0) {
-        assert!(
-            microphone_stopped.elapsed() < Duration::from_secs(12),
-            "the session outlived its microphone: {}",
-            server.status()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let freed = freed
+        .join()
+        .unwrap()
+        .unwrap_or_else(|| panic!("the session outlived its microphone: {}", server.status()));
     println!(
-        "session freed within {:.1} s of the microphone stopping",
-        microphone_stopped.elapsed().as_secs_f32()
+        "session freed {:.1} s after the microphone stopped (idle timeout 4 s)",
+        freed.as_secs_f32()
     );
 }
 
