@@ -6,6 +6,7 @@
 
 use gstvasafacegen::core::{Emotion, FaceControls, FaceMotion, FrameSize, Motion};
 use gstvasafacegen::portrait::Portrait;
+use gstvasafacegen::render::pack::to_rgb_image;
 use gstvasafacegen::render::warp::WarpRenderer;
 use gstvasafacegen::render::{Renderer, SourceHints};
 
@@ -81,16 +82,7 @@ fn main() -> Result<(), String> {
         let frame = renderer
             .render(&Motion::Face(motion), &source, size)
             .map_err(|e| e.to_string())?;
-        let bytes = Vec::<u8>::try_from(
-            (frame * 255.0 + 0.5)
-                .clamp(0.0, 255.0)
-                .to_kind(tch::Kind::Uint8)
-                .permute([1, 2, 0])
-                .contiguous()
-                .view([-1]),
-        )
-        .map_err(|e| e.to_string())?;
-        let img = image::RgbImage::from_raw(512, 512, bytes).ok_or("frame size")?;
+        let img = to_rgb_image(&frame).map_err(|e| e.to_string())?;
         let cell = side * zoom;
         let (ox, oy) = ((i as u32 % cols) * cell, (i as u32 / cols) * cell);
         for y in 0..cell {

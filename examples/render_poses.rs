@@ -4,6 +4,7 @@
 
 use gstvasafacegen::core::{FaceMotion, FrameSize, Motion};
 use gstvasafacegen::portrait::Portrait;
+use gstvasafacegen::render::pack::to_rgb_image;
 use gstvasafacegen::render::warp::WarpRenderer;
 use gstvasafacegen::render::{Renderer, SourceHints};
 
@@ -153,16 +154,7 @@ fn main() {
             .render(&Motion::Face(*motion), &source, size)
             .expect("render");
         eprintln!("{name}: {:?}", t0.elapsed());
-        let bytes = Vec::<u8>::try_from(
-            (frame * 255.0 + 0.5)
-                .clamp(0.0, 255.0)
-                .to_kind(tch::Kind::Uint8)
-                .permute([1, 2, 0])
-                .contiguous()
-                .view([-1]),
-        )
-        .unwrap();
-        let img = image::RgbImage::from_raw(512, 512, bytes).unwrap();
+        let img = to_rgb_image(&frame).expect("a 512x512 frame");
         let (ox, oy) = (
             (i as u32 % cols) * side * zoom,
             (i as u32 / cols) * side * zoom,

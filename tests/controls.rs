@@ -8,9 +8,10 @@ mod common;
 use gstvasafacegen::core::{Emotion, FaceControls, FaceMotion, FrameSize, Motion};
 use gstvasafacegen::face::reading::{FaceReading, read};
 use gstvasafacegen::portrait::Portrait;
+use gstvasafacegen::render::pack::to_rgb_image;
 use gstvasafacegen::render::warp::WarpRenderer;
 use gstvasafacegen::render::{PreparedSource, Renderer, SourceHints};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 const SIZE: FrameSize = FrameSize {
     width: 512,
@@ -57,16 +58,7 @@ impl Judge {
     /// The mesh's reading of the frame drawn with `controls`.
     fn read(&mut self, controls: FaceControls) -> FaceReading {
         let frame = self.frame(controls);
-        let bytes = Vec::<u8>::try_from(
-            (frame * 255.0 + 0.5)
-                .clamp(0.0, 255.0)
-                .to_kind(Kind::Uint8)
-                .permute([1, 2, 0])
-                .contiguous()
-                .view([-1]),
-        )
-        .unwrap();
-        let image = image::RgbImage::from_raw(SIZE.width, SIZE.height, bytes).unwrap();
+        let image = to_rgb_image(&frame).unwrap();
         let portrait = Portrait::from_image("frame".into(), &image::DynamicImage::from(image));
         read(&gstvasafacegen::face::analyze(&portrait, None).unwrap().mesh)
     }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use gstvasafacegen::face::reading::read;
 use gstvasafacegen::portrait::Portrait;
+use gstvasafacegen::render::pack::to_rgb_image;
 use serde_json::{Value, json};
 
 /// How long the fake microphone speaks, then is silent, in each of its loops.
@@ -336,16 +337,7 @@ fn closed_frame(image: &Path) -> image::RgbImage {
     let frame = renderer
         .render(&Motion::Face(closed), &source, size)
         .unwrap();
-    let bytes = Vec::<u8>::try_from(
-        (frame * 255.0 + 0.5)
-            .clamp(0.0, 255.0)
-            .to_kind(tch::Kind::Uint8)
-            .permute([1, 2, 0])
-            .contiguous()
-            .view([-1]),
-    )
-    .unwrap();
-    image::RgbImage::from_raw(size.width, size.height, bytes).unwrap()
+    to_rgb_image(&frame).unwrap()
 }
 
 /// Peak signal-to-noise ratio of `a` against `b` (same size), in dB.
@@ -358,6 +350,16 @@ fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
         .sum();
     let mse = squared / a.as_raw().len() as f64;
     10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
+}
+
+/// A report's series of `[time, value]` pairs.
+fn pairs(series: &Value) -> Vec<(f64, f64)> {
+    series
+        .as_array()
+        .expect("a series")
+        .iter()
+        .map(|pair| (pair[0].as_f64().unwrap(), pair[1].as_f64().unwrap()))
+        .collect()
 }
 
 /// Intersection over union of two face boxes.
@@ -466,12 +468,7 @@ fn a_browser_talks_to_the_avatar_over_webrtc() {
     // the page's statistics counted them every 250 ms), from the connection on: never
     // more than the time since connecting allows (frames made before it are not
     // queued up for a burst). What the page presented is printed too.
-    let received: Vec<(f64, f64)> = summary["received"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|pair| (pair[0].as_f64().unwrap(), pair[1].as_f64().unwrap()))
-        .collect();
+    let received = pairs(&summary["received"]);
     for &(at, frames) in &received {
         let allowed = (at - connect).max(0.0) / 1000.0 * FPS + 4.0;
         assert!(
@@ -511,12 +508,7 @@ fn a_browser_talks_to_the_avatar_over_webrtc() {
     )
     .unwrap();
     let closed_gap = read(&rest_face.mesh).lip_gap;
-    let levels: Vec<(f64, f64)> = summary["levels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|pair| (pair[0].as_f64().unwrap(), pair[1].as_f64().unwrap()))
-        .collect();
+    let levels = pairs(&summary["levels"]);
     let mut judged = Vec::new();
     let mut least_similar = f64::MAX;
     for snapshot in summary["snapshots"].as_array().unwrap() {

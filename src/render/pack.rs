@@ -91,6 +91,20 @@ pub fn pack_frame(
     Ok(())
 }
 
+/// A rendered frame (`(3, H, W)` float in `[0, 1]`, any device) as an 8-bit RGB image,
+/// quantised as the element quantises its output: for tools and tests that look at
+/// frames (the face mesh as a judge, contact sheets).
+pub fn to_rgb_image(frame: &Tensor) -> Result<image::RgbImage, Error> {
+    let (_, height, width) = frame.size3().context("frame shape")?;
+    let (width, height) = (width as usize, height as usize);
+    let mut bytes = vec![0u8; width * height * 3];
+    pack_frame(frame, PixelLayout::Rgb, &mut bytes, width * 3)?;
+    Ok(
+        image::RgbImage::from_raw(width as u32, height as u32, bytes)
+            .expect("the buffer holds width x height RGB pixels"),
+    )
+}
+
 /// Rounds a `[0, 1]` intensity to a byte, saturating outside the range (NaN gives 0).
 #[inline]
 fn quantise(value: f32) -> u8 {
@@ -196,6 +210,14 @@ mod tests {
             pack_frame(&frame.to_kind(Kind::Double), layout, &mut general, stride).unwrap();
             assert_eq!(fast, general, "{layout:?}");
         }
+    }
+
+    #[test]
+    fn an_rgb_image_has_the_frame_s_pixels() {
+        let image = to_rgb_image(&frame_2x1()).unwrap();
+        assert_eq!(image.dimensions(), (2, 1));
+        assert_eq!(image.get_pixel(0, 0).0, [255, 128, 0]);
+        assert_eq!(image.get_pixel(1, 0).0, [0, 64, 255]);
     }
 
     #[test]

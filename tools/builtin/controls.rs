@@ -7,9 +7,10 @@ use std::fmt::Write as _;
 use gstvasafacegen::core::{Emotion, FaceControls, FaceMotion, FrameSize, Motion};
 use gstvasafacegen::face::reading::{FaceReading, read};
 use gstvasafacegen::portrait::Portrait;
+use gstvasafacegen::render::pack::to_rgb_image;
 use gstvasafacegen::render::warp::WarpRenderer;
 use gstvasafacegen::render::{PreparedSource, Renderer};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// The rig's eyeball: an iris moves this many IOD per unit of the sine of its turn
 /// (src/render/warp/expression.rs), used to turn measured displacements into degrees.
@@ -44,7 +45,7 @@ impl<'a> Judge<'a> {
             .renderer
             .render(&Motion::Face(*motion), self.source, self.size)
             .map_err(|e| e.to_string())?;
-        Ok(read_frame(&frame, self.size))
+        Ok(read_frame(&frame))
     }
 
     fn read_controls(&mut self, controls: FaceControls) -> Result<FaceReading, String> {
@@ -58,17 +59,8 @@ impl<'a> Judge<'a> {
     }
 }
 
-fn read_frame(frame: &Tensor, size: FrameSize) -> Option<FaceReading> {
-    let bytes = Vec::<u8>::try_from(
-        (frame * 255.0 + 0.5)
-            .clamp(0.0, 255.0)
-            .to_kind(Kind::Uint8)
-            .permute([1, 2, 0])
-            .contiguous()
-            .view([-1]),
-    )
-    .ok()?;
-    let image = image::RgbImage::from_raw(size.width, size.height, bytes)?;
+fn read_frame(frame: &Tensor) -> Option<FaceReading> {
+    let image = to_rgb_image(frame).ok()?;
     let portrait = Portrait::from_image("frame".into(), &image::DynamicImage::from(image));
     let analysis = gstvasafacegen::face::analyze(&portrait, None).ok()?;
     Some(read(&analysis.mesh))

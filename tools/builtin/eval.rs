@@ -21,6 +21,7 @@ use common::visemes::{Phone, targets, viseme};
 use gstvasafacegen::core::{FaceMotion, FrameRate, FrameSize, Motion, SAMPLE_RATE};
 use gstvasafacegen::engine::{Engine, EngineSpec, offline};
 use gstvasafacegen::portrait::Portrait;
+use gstvasafacegen::render::pack::to_rgb_image;
 use gstvasafacegen::render::{PreparedSource, SourceHints};
 use plotters::prelude::*;
 use tch::{Device, Kind, Tensor};
@@ -588,17 +589,7 @@ fn contact_sheet(
         let frame = engine
             .render(&Motion::Face(*motion), source, SIZE)
             .map_err(|e| e.to_string())?;
-        let bytes = Vec::<u8>::try_from(
-            (frame * 255.0 + 0.5)
-                .clamp(0.0, 255.0)
-                .to_kind(Kind::Uint8)
-                .permute([1, 2, 0])
-                .contiguous()
-                .view([-1]),
-        )
-        .map_err(|e| e.to_string())?;
-        let image =
-            image::RgbImage::from_raw(SIZE.width, SIZE.height, bytes).ok_or("frame size")?;
+        let image = to_rgb_image(&frame).map_err(|e| e.to_string())?;
         let (ox, oy) = (
             (cell as u32 % columns) * side * zoom,
             (cell as u32 / columns) * side * zoom,
