@@ -90,12 +90,6 @@ fn offered_codecs(sdp: &gst_sdp::SDPMessageRef) -> Result<OfferedCodecs, String>
     Ok(OfferedCodecs { vp8, opus })
 }
 
-/// Why a session ended, or that it still runs.
-#[derive(Debug, Default)]
-struct Ending {
-    reason: Option<String>,
-}
-
 pub struct Session {
     pub id: String,
     pipeline: gst::Pipeline,
@@ -105,8 +99,10 @@ pub struct Session {
     last_audio: Arc<Mutex<Option<Instant>>>,
     /// The first frame handed to the encoder, after `started`.
     first_frame: Arc<Mutex<Option<Duration>>>,
-    ending: Arc<Mutex<Ending>>,
-    ended: Arc<AtomicBool>,
+    /// Why the session ended (set once, by whoever ends it first).
+    end_reason: Mutex<Option<String>>,
+    /// The pipeline was stopped (once).
+    ended: AtomicBool,
 }
 
 impl Session {
@@ -218,8 +214,8 @@ impl Session {
             started,
             last_audio,
             first_frame,
-            ending: Arc::default(),
-            ended: Arc::default(),
+            end_reason: Mutex::default(),
+            ended: AtomicBool::default(),
         })
     }
 
@@ -244,7 +240,17 @@ impl Session {
         // webrtcbin; without it (and with no MID header extension) the browser, whose
         // streams are bundled on one transport, cannot tell where the packets belong
         // and shows nothing. The first frame is a few hundred ms away at most.
-        wait_for_caps(&webrtc, FIRST_FRAME_TIMEOUT)?;
+        wait_for_caps(&webrtc, FIRST_FRAME_TIMEOUT).map_err(|why| {
+            let made = self.first_frame.lock().unwrap().is_some();
+            format!(
+                "{why} ({})",
+                if made {
+                    "the face made frames; their caps did not reach webrtcbin"
+                } else {
+                    "the face made no frame"
+                }
+            )
+        })?;
 
         let offer =
             gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
@@ -285,7 +291,7 @@ impl Session {
         let bus = self.pipeline.bus().expect("pipelines have a bus");
         let webrtc = self.pipeline.by_name("webrtc").expect("named");
         let reason = loop {
-            if let Some(reason) = self.ending.lock().unwrap().reason.clone() {
+            if let Some(reason) = self.end_reason.lock().unwrap().clone() {
                 break reason;
             }
             if let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
@@ -317,10 +323,10 @@ impl Session {
 
     /// Ends the session (once): stops and frees its pipeline.
     pub fn end(&self, reason: &str) {
-        {
-            let mut ending = self.ending.lock().unwrap();
-            ending.reason.get_or_insert_with(|| reason.to_owned());
-        }
+        self.end_reason
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| reason.to_owned());
         if !self.ended.swap(true, Ordering::SeqCst) {
             // The microphone's branch leads from webrtcbin back into it (through the
             // face): a loop GStreamer warns about when ordering the state change. Cut
@@ -372,7 +378,7 @@ impl Session {
             "frames_without_audio": self.face.property::<u64>("frames-without-audio"),
             "late_audio_dropped_ms": self.face.property::<u64>("late-audio-dropped") / 1_000_000,
             "microphone": self.last_audio.lock().unwrap().is_some(),
-            "ended": self.ending.lock().unwrap().reason.clone(),
+            "ended": self.end_reason.lock().unwrap().clone(),
         })
     }
 
